@@ -1,0 +1,1 @@
+"""The multimodal data format: items (Catalog), interactions, data set folders, splits."""

@@ -1,0 +1,217 @@
+"""Data set folders: a Catalog and Interactions (or a train/valid/test Split) on disk.
+
+Layout of a folder (written atomically)::
+
+    items.parquet          the Catalog
+    interactions.parquet   a Dataset's interactions      (Dataset)
+    train/valid/test.parquet  the three parts             (Split)
+    manifest.json          source, checksums, steps, counts, split seed and hashes
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tastemaker.atomic import atomic_path, write_text
+from tastemaker.data.catalog import ITEM_ID, Catalog
+from tastemaker.data.interactions import USER_ID, Interactions, content_hash, normalise_frame
+from tastemaker.data.manifest import Manifest, SplitInfo
+from tastemaker.data.vocab import Vocab
+from tastemaker.errors import DataError
+
+PARTS = ("train", "valid", "test")
+
+
+def read_parquet(path: Path) -> pl.DataFrame:
+    """Read a Parquet file, turning a missing or corrupt file into a :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing", "re-create the folder with `tastemaker data prepare`")
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(
+            f"{path} is not a readable Parquet file (truncated or corrupt: {exc})",
+            "re-create the folder with `tastemaker data prepare`",
+        ) from exc
+
+
+def _check_items_known(catalog: Catalog, interactions: pl.DataFrame, what: str) -> None:
+    unknown = interactions.join(catalog.frame.select(ITEM_ID), on=ITEM_ID, how="anti")
+    if unknown.height:
+        ids = unknown[ITEM_ID].unique().head(3).to_list()
+        raise DataError(
+            f"{unknown.height} {what} rows refer to items missing from the item table "
+            f"(e.g. {', '.join(ids)})",
+            "add those items to the item table or drop their interactions",
+        )
+
+
+class Dataset:
+    """A catalog and all its interactions: the unit loaders return."""
+
+    def __init__(self, catalog: Catalog, interactions: Interactions, manifest: Manifest) -> None:
+        _check_items_known(catalog, interactions.frame, "interaction")
+        self.catalog = catalog
+        self.interactions = Interactions(interactions.frame, items=catalog.vocab)
+        self.manifest = manifest.model_copy(update={"counts": self.counts()})
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.manifest.name!r}, {self.catalog!r}, {self.interactions!r})"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "interactions": len(self.interactions),
+            "users": self.interactions.n_active_users,
+            "items": len(self.catalog),
+            "interacted_items": self.interactions.n_active_items,
+            "items_with_image": self.catalog.n_images,
+        }
+
+    def replace(
+        self,
+        *,
+        interactions: pl.DataFrame | None = None,
+        catalog: Catalog | None = None,
+        manifest: Manifest | None = None,
+    ) -> Dataset:
+        """A new Dataset with some parts swapped (used by preprocessing steps)."""
+        return Dataset(
+            catalog or self.catalog,
+            Interactions(self.interactions.frame if interactions is None else interactions),
+            manifest or self.manifest,
+        )
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(Path(path), directory=True) as tmp:
+            self.catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
+            self.interactions.frame.write_parquet(
+                tmp / "interactions.parquet", compression="zstd"
+            )
+            write_text(tmp / "manifest.json", self.manifest.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Dataset:
+        path = _existing_folder(path)
+        manifest = Manifest.read(path / "manifest.json")
+        if manifest.split is not None:
+            raise DataError(
+                f"{path} holds a split, not a whole data set", "load it with Split.load"
+            )
+        catalog = Catalog(read_parquet(path / "items.parquet"))
+        return cls(catalog, Interactions(read_parquet(path / "interactions.parquet")), manifest)
+
+
+class Split:
+    """Train, validation and test interactions over one catalog and one user vocabulary."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        train: pl.DataFrame,
+        valid: pl.DataFrame,
+        test: pl.DataFrame,
+        manifest: Manifest,
+    ) -> None:
+        frames = {p: normalise_frame(f) for p, f in zip(PARTS, (train, valid, test), strict=True)}
+        for name, frame in frames.items():
+            _check_items_known(catalog, frame, name)
+        users = Vocab(
+            pl.concat([f.select(USER_ID) for f in frames.values()])[USER_ID]
+            .unique()
+            .sort(),
+            kind="user",
+        )
+        self.catalog = catalog
+        self.train, self.valid, self.test = (
+            Interactions(frames[p], users, catalog.vocab) for p in PARTS
+        )
+        if manifest.split is None:
+            raise DataError("a split needs split information in its manifest", "use data.splits")
+        self.manifest = manifest.model_copy(update={"counts": self.counts()})
+
+    def __repr__(self) -> str:
+        return (
+            f"Split({self.manifest.split.kind if self.manifest.split else '?'}: "
+            f"train={len(self.train)}, valid={len(self.valid)}, test={len(self.test)}, "
+            f"hash={self.content_hash[:12]})"
+        )
+
+    @property
+    def users(self) -> Vocab:
+        return self.train.users
+
+    @property
+    def items(self) -> Vocab:
+        return self.catalog.vocab
+
+    @property
+    def content_hash(self) -> str:
+        assert self.manifest.split is not None
+        return self.manifest.split.content_hash
+
+    def part(self, name: str) -> Interactions:
+        if name not in PARTS:
+            raise DataError(f"unknown split part '{name}'", f"use one of {', '.join(PARTS)}")
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "users": len(self.users),
+            "items": len(self.items),
+            **{p: len(self.part(p)) for p in PARTS},
+        }
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(Path(path), directory=True) as tmp:
+            self.catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
+            for name in PARTS:
+                self.part(name).frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+            write_text(tmp / "manifest.json", self.manifest.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Split:
+        path = _existing_folder(path)
+        manifest = Manifest.read(path / "manifest.json")
+        if manifest.split is None:
+            raise DataError(
+                f"{path} holds a whole data set, not a split",
+                "make a split with `tastemaker data prepare --split ...`",
+            )
+        catalog = Catalog(read_parquet(path / "items.parquet"))
+        parts = {p: read_parquet(path / f"{p}.parquet") for p in PARTS}
+        for name, frame in parts.items():
+            if content_hash(frame) != manifest.split.part_hashes.get(name):
+                raise DataError(
+                    f"{path / (name + '.parquet')} does not match the hash in its manifest "
+                    "(edited or replaced since it was written)",
+                    "re-create the split with `tastemaker data prepare`",
+                )
+        return cls(catalog, *parts.values(), manifest=manifest)
+
+
+def split_info(
+    kind: str, seed: int | None, params: dict[str, Any], parts: dict[str, pl.DataFrame]
+) -> SplitInfo:
+    """Hashes of each part and of the whole, recorded in the manifest."""
+    part_hashes = {name: content_hash(parts[name]) for name in PARTS}
+    whole = hashlib.sha256("".join(part_hashes[p] for p in PARTS).encode()).hexdigest()
+    return SplitInfo(
+        kind=kind, seed=seed, params=params, content_hash=whole, part_hashes=part_hashes
+    )
+
+
+def _existing_folder(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(
+            f"data folder {path} does not exist",
+            "run `tastemaker data prepare --out <folder>` first, or pass the right --data",
+        )
+    return path

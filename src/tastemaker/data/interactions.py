@@ -1,0 +1,144 @@
+"""User-item interactions: who, what, how much, when, and optional text.
+
+The frame always has the columns of :data:`COLUMNS`; ``rating``, ``timestamp``
+and ``text`` may be null. Interactions are *bound* to a user and an item
+:class:`~tastemaker.data.vocab.Vocab`: the three parts of a split share the
+same vocabularies, so index ``i`` means the same item in train and test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from tastemaker.data.vocab import Vocab
+from tastemaker.errors import DataError
+
+USER_ID, ITEM_ID, RATING, TIMESTAMP, TEXT = "user_id", "item_id", "rating", "timestamp", "text"
+COLUMNS = {
+    USER_ID: pl.Utf8,
+    ITEM_ID: pl.Utf8,
+    RATING: pl.Float32,
+    TIMESTAMP: pl.Int64,
+    TEXT: pl.Utf8,
+}
+
+
+def normalise_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Cast ``frame`` to the interaction schema, adding null optional columns."""
+    for required in (USER_ID, ITEM_ID):
+        if required not in frame.columns:
+            raise DataError(
+                f"interaction table has no '{required}' column "
+                f"(columns: {', '.join(frame.columns) or 'none'})",
+                f"name the column '{required}' or map it with --{required.replace('_id', '')}-col",
+            )
+    exprs = []
+    for name, dtype in COLUMNS.items():
+        if name in frame.columns:
+            try:
+                exprs.append(pl.col(name).cast(dtype, strict=True))
+            except Exception as exc:  # pragma: no cover - polars raises lazily below
+                raise DataError(f"bad '{name}' column", f"make it {dtype}") from exc
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    try:
+        out = frame.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(
+            f"interaction columns have values of the wrong type ({exc.__class__.__name__})",
+            "ratings and timestamps must be numbers",
+        ) from exc
+    if out[USER_ID].null_count() or out[ITEM_ID].null_count():
+        raise DataError("some interactions have an empty user or item ID", "remove those rows")
+    return out
+
+
+class Interactions:
+    """A table of interactions bound to user and item vocabularies."""
+
+    def __init__(
+        self, frame: pl.DataFrame, users: Vocab | None = None, items: Vocab | None = None
+    ) -> None:
+        self.frame = normalise_frame(frame)
+        self.users = users or Vocab(self.frame[USER_ID].unique().sort(), kind="user")
+        self.items = items or Vocab(self.frame[ITEM_ID].unique().sort(), kind="item")
+        self._indices: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def __repr__(self) -> str:
+        return (
+            f"Interactions({len(self)} rows, {self.n_active_users} users, "
+            f"{self.n_active_items} items; vocab {len(self.users)}x{len(self.items)})"
+        )
+
+    @property
+    def n_active_users(self) -> int:
+        return self.frame[USER_ID].n_unique()
+
+    @property
+    def n_active_items(self) -> int:
+        return self.frame[ITEM_ID].n_unique()
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.frame.height > 0 and self.frame[TIMESTAMP].null_count() == 0
+
+    def with_frame(self, frame: pl.DataFrame) -> Interactions:
+        """Same vocabularies, other rows."""
+        return Interactions(frame, self.users, self.items)
+
+    def indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user index, item index) of every row, as int64 arrays."""
+        if self._indices is None:
+            self._indices = (
+                self.users.encode(self.frame[USER_ID]),
+                self.items.encode(self.frame[ITEM_ID]),
+            )
+        return self._indices
+
+    def to_csr(self, values: str | None = None) -> sp.csr_matrix:
+        """Users x items sparse matrix (binary, or the ``values`` column).
+
+        Duplicate (user, item) pairs count once in the binary matrix.
+        """
+        users, items = self.indices()
+        if values is None:
+            data = np.ones(len(users), dtype=np.float32)
+        else:
+            data = self.frame[values].fill_null(0).to_numpy().astype(np.float32)
+        matrix = sp.csr_matrix(
+            (data, (users, items)), shape=(len(self.users), len(self.items)), dtype=np.float32
+        )
+        matrix.sum_duplicates()
+        if values is None:
+            matrix.data[:] = 1.0
+        return matrix
+
+    def sequences(self) -> pl.DataFrame:
+        """One row per user: items in time order (the sequential view)."""
+        if not self.has_timestamps:
+            raise DataError(
+                "interactions have no timestamps, so they have no time order",
+                "use a data set with timestamps or a random split",
+            )
+        return (
+            self.frame.sort([USER_ID, TIMESTAMP], maintain_order=True)
+            .group_by(USER_ID, maintain_order=True)
+            .agg(pl.col(ITEM_ID), pl.col(TIMESTAMP))
+        )
+
+    def content_hash(self) -> str:
+        return content_hash(self.frame)
+
+
+def content_hash(frame: pl.DataFrame) -> str:
+    """SHA-256 of interaction rows in a canonical order: equal data, equal hash."""
+    canonical = normalise_frame(frame).sort([USER_ID, ITEM_ID, TIMESTAMP], nulls_last=True)
+    # CSV text, not a Polars hash: it must not change with the library version.
+    return hashlib.sha256(canonical.write_csv().encode()).hexdigest()
