@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny hand-made data sets and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tastemaker import Catalog, Dataset, Interactions
+from tastemaker.data.manifest import Manifest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """Path of a real data set under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data set {path} is not present (it lives in ../shared/data)")
+    return path
+
+
+def make_dataset(rows: list[tuple[str, str, float, int]], n_items: int | None = None) -> Dataset:
+    """A Dataset from (user, item, rating, timestamp) rows; items named i0..i{n-1}."""
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
+    ids = sorted(set(frame["item_id"])) if n_items is None else [f"i{k}" for k in range(n_items)]
+    catalog = Catalog(pl.DataFrame({"item_id": ids, "title": [f"Title {i}" for i in ids]}))
+    return Dataset(catalog, Interactions(frame), Manifest(name="toy"))
+
+
+@pytest.fixture
+def toy() -> Dataset:
+    """Three users with 5, 3 and 1 interactions over six items, timestamps increasing."""
+    rows = [
+        ("u1", "i0", 5.0, 10), ("u1", "i1", 4.0, 20), ("u1", "i2", 2.0, 30),
+        ("u1", "i3", 5.0, 40), ("u1", "i4", 3.0, 50),
+        ("u2", "i0", 4.0, 15), ("u2", "i2", 5.0, 25), ("u2", "i5", 1.0, 35),
+        ("u3", "i1", 5.0, 12),
+    ]  # fmt: skip
+    return make_dataset(rows, n_items=6)
