@@ -118,8 +118,9 @@ def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:
     cut_train, cut_valid = round(r[0] * n), round((r[0] + r[1]) * n)
     pos = np.arange(n)
     part = np.where(pos < cut_train, 0, np.where(pos < cut_valid, 1, 2)).astype(np.int8)
-    return _build(ds, frame.with_columns(pl.Series(_PART, part)), "temporal", None,
-                  {"ratios": list(r)})
+    return _build(
+        ds, frame.with_columns(pl.Series(_PART, part)), "temporal", None, {"ratios": list(r)}
+    )
 
 
 def cold_start(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> Split:

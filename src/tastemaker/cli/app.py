@@ -1,0 +1,55 @@
+"""The ``tastemaker`` command: a thin Typer shell over :mod:`tastemaker.experiment`.
+
+A :class:`~tastemaker.errors.TastemakerError` anywhere below becomes one line on
+stderr and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from tastemaker.errors import TastemakerError
+
+
+class _Group(TyperGroup):
+    """Root group: turns user errors into a one-line message and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TastemakerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Multimodal recommendation and personalized generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    # Each command group lives in its own module; importing them here keeps the
+    # import graph explicit (no plugin scanning).
+    from tastemaker.cli import data, demo, models
+
+    app.add_typer(data.app, name="data")
+    app.command("datasets")(data.datasets)
+    app.command("train")(models.train)
+    app.command("evaluate")(models.evaluate)
+    app.command("recommend")(models.recommend)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,118 @@
+"""Typed configs shared by the Python API and the CLI.
+
+Each CLI flag maps to one field here; a ``--config file.toml`` supplies the same
+fields as tables (``[data]``, ``[split]``, ``[model]``, ``[eval]``). Flags given on
+the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tastemaker.errors import ConfigError
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Config):
+    """Which data set, and how to clean it."""
+
+    dataset: str = Field("ml-latest-small", description="known data set name or a folder")
+    path: Path | None = Field(None, description="local folder with the raw files")
+    posters: Path | None = Field(None, description="folder of <item_id>.jpg images")
+    threshold: float | None = Field(None, description="ratings >= threshold are positives")
+    min_user: int = Field(1, ge=1, description="k-core: minimum interactions per user")
+    min_item: int = Field(1, ge=1, description="k-core: minimum interactions per item")
+    dedupe: Literal["first", "last", "none"] = "last"
+
+
+class SplitConfig(_Config):
+    """How to split into train / validation / test."""
+
+    kind: Literal["loo", "ratio", "temporal", "cold_start"] = "ratio"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+
+    @field_validator("ratios", mode="before")
+    @classmethod
+    def _parse_ratios(cls, value: Any) -> Any:
+        """Accept ``"8:1:1"`` as well as a list."""
+        if isinstance(value, str):
+            try:
+                return tuple(float(v) for v in value.split(":"))
+            except ValueError as exc:
+                raise ValueError("ratios look like 8:1:1") from exc
+        return value
+
+
+class EvalConfig(_Config):
+    """Full-ranking evaluation settings."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["recall", "ndcg", "hit", "mrr", "precision", "map"]
+    )
+    batch_size: int = Field(1024, gt=0)
+
+
+class ModelSpec(_Config):
+    """A model by registry name, with its hyper-parameters (validated by the model)."""
+
+    name: str = "bpr"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+SECTIONS: dict[str, type[_Config]] = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "eval": EvalConfig,
+    "model": ModelSpec,
+}
+
+
+def validate(cls: type[_Config], values: dict[str, Any], where: str = "config") -> Any:
+    """Build ``cls`` from ``values``; a bad value becomes a one-line ConfigError."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        raise ConfigError(
+            f"invalid {where} value for '{field}': {err['msg']} (got {err.get('input')!r})",
+            f"fix '{field}' ({cls.__name__} fields: {', '.join(cls.model_fields)})",
+        ) from exc
+
+
+def read_toml(path: Path | None) -> dict[str, Any]:
+    """The tables of a TOML config file (empty when ``path`` is None)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        tables = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist", "pass an existing .toml") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML ({exc})", "fix its syntax"
+        ) from exc
+    unknown = set(tables) - set(SECTIONS) - {"out", "models"}
+    if unknown:
+        raise ConfigError(
+            f"config file {path} has unknown table(s): {', '.join(sorted(unknown))}",
+            f"use tables {', '.join(SECTIONS)}",
+        )
+    return tables
+
+
+def section(tables: dict[str, Any], name: str, flags: dict[str, Any] | None = None) -> Any:
+    """One config section: the file's table overlaid with the flags actually given."""
+    values = dict(tables.get(name, {}))
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return validate(SECTIONS[name], values, where=f"[{name}]")

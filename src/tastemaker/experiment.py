@@ -1,0 +1,67 @@
+"""The Python API of a whole run: prepare data, train, evaluate, recommend.
+
+The CLI is a thin shell over these functions; notebooks and scripts call them
+directly. Model selection uses the validation part only; :func:`evaluate` on
+``part="test"`` is meant to be called once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import polars as pl
+
+from tastemaker.config import DataConfig, EvalConfig, ModelSpec, SplitConfig
+from tastemaker.data import filters
+from tastemaker.data.dataset import Split
+from tastemaker.data.sources.registry import load_dataset
+from tastemaker.data.splits import make_split
+from tastemaker.errors import DataError
+from tastemaker.evaluation.ranking import evaluate_split
+from tastemaker.evaluation.report import EvaluationReport
+from tastemaker.models.base import Recommender
+from tastemaker.models.registry import create_model
+
+
+def prepare(data: DataConfig, split: SplitConfig) -> Split:
+    """Load a data set, clean it as configured, and split it."""
+    ds = load_dataset(data.dataset, data.path, posters=data.posters)
+    if data.dedupe != "none":
+        ds = filters.deduplicate(ds, data.dedupe)
+    if data.threshold is not None:
+        ds = filters.implicit(ds, data.threshold)
+    if data.min_user > 1 or data.min_item > 1:
+        ds = filters.k_core(ds, data.min_user, data.min_item)
+    return make_split(ds, split.kind, ratios=split.ratios, seed=split.seed)
+
+
+def train(split: Split, spec: ModelSpec) -> Recommender:
+    """Fit a registered model on train, early-stopping on validation when there is one."""
+    model = create_model(spec.name, **spec.params)
+    return model.fit(split.train, split.valid if len(split.valid) else None)
+
+
+def evaluate(
+    model: Recommender,
+    split: Split,
+    part: Literal["valid", "test"] = "valid",
+    cfg: EvalConfig | None = None,
+) -> EvaluationReport:
+    """Full-ranking metrics of ``model`` on one part, with everything needed to reproduce them."""
+    cfg = cfg or EvalConfig()
+    metrics = evaluate_split(
+        model, split, part, ks=cfg.ks, metrics=cfg.metrics, batch_size=cfg.batch_size
+    )
+    return EvaluationReport.from_split(
+        split, part, model.name, model.config.model_dump(mode="json"), metrics, list(cfg.ks)
+    )
+
+
+def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 10) -> pl.DataFrame:
+    """Top-``k`` unseen items for ``users``, with titles (raw IDs in, raw IDs out)."""
+    if k < 1:
+        raise DataError(f"k must be at least 1 (got {k})", "pass -k 10 or another positive number")
+    recs = model.recommend(list(users), k=k)
+    titles = split.catalog.frame.select("item_id", "title")
+    return recs.join(titles, on="item_id", how="left", maintain_order="left")
