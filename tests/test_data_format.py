@@ -1,0 +1,125 @@
+"""The core data format: Catalog field kinds, Vocab, Interactions, Dataset folders, atomicity."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tastemaker import Catalog, Dataset, Interactions
+from tastemaker.atomic import atomic_path, write_text
+from tastemaker.data.manifest import Manifest
+from tastemaker.data.vocab import Vocab
+from tastemaker.errors import DataError, OutputError
+
+
+def test_catalog_field_kinds_follow_dtypes(tmp_path: Path) -> None:
+    catalog = Catalog(
+        pl.DataFrame(
+            {
+                "item_id": [10, 20],
+                "title": ["Alien", "Heat"],
+                "plot": ["In space…", "L.A. crime"],
+                "genres": [["Horror", "Sci-Fi"], ["Crime"]],
+                "year": [1979, 1995],
+                "price": [9.5, None],
+            }
+        )
+    )
+    assert catalog.text_fields == ["plot"]
+    assert catalog.categorical_fields == ["genres"]
+    assert catalog.numeric_fields == ["year", "price"]
+    assert catalog.item("20") == {
+        "item_id": "20", "title": "Heat", "image": None, "plot": "L.A. crime",
+        "genres": ["Crime"], "year": 1995, "price": None,
+    }  # fmt: skip
+    (tmp_path / "10.jpg").write_bytes(b"jpeg")
+    with_images = catalog.with_images(tmp_path)
+    assert with_images.n_images == 1
+    assert with_images.item(10)["image"] == str((tmp_path / "10.jpg").resolve())
+
+
+def test_catalog_rejects_bad_tables() -> None:
+    with pytest.raises(DataError, match="no 'item_id' column"):
+        Catalog(pl.DataFrame({"id": [1]}))
+    with pytest.raises(DataError, match="repeats item IDs"):
+        Catalog(pl.DataFrame({"item_id": [1, 1]}))
+    with pytest.raises(DataError, match="unsupported type"):
+        Catalog(pl.DataFrame({"item_id": [1], "added": [date(2020, 1, 1)]}))
+
+
+def test_vocab_maps_both_ways_and_names_unknown_ids() -> None:
+    vocab = Vocab(["b", "a", "c"], kind="user")
+    assert vocab.index(["c", "b"]).tolist() == [2, 0]
+    assert vocab.encode(pl.Series(["a", "a", "c"])).tolist() == [1, 1, 2]
+    assert vocab.decode(np.array([2, 1])) == ["c", "a"]
+    with pytest.raises(DataError, match="unknown user ID\\(s\\): zz"):
+        vocab.index(["a", "zz"])
+    with pytest.raises(DataError, match="duplicate"):
+        Vocab(["a", "a"])
+
+
+def test_interactions_matrix_and_sequences() -> None:
+    frame = pl.DataFrame(
+        {
+            "user_id": ["u", "u", "v", "u"],
+            "item_id": ["b", "a", "a", "b"],
+            "timestamp": [3, 1, 2, 5],
+        }
+    )
+    inter = Interactions(frame)
+    dense = inter.to_csr().toarray()
+    assert dense.tolist() == [[1.0, 1.0], [1.0, 0.0]]  # duplicate (u, b) counts once
+    seq = inter.sequences()
+    assert seq.row(0, named=True) == {
+        "user_id": "u",
+        "item_id": ["a", "b", "b"],
+        "timestamp": [1, 3, 5],
+    }
+    assert inter.content_hash() == Interactions(frame.reverse()).content_hash()
+    with pytest.raises(DataError, match="no 'user_id' column"):
+        Interactions(frame.drop("user_id"))
+    with pytest.raises(DataError, match="wrong type"):
+        Interactions(frame.with_columns(pl.lit("soon").alias("timestamp")))
+
+
+def test_dataset_round_trip_and_unknown_items(tmp_path: Path) -> None:
+    catalog = Catalog(pl.DataFrame({"item_id": ["a", "b"], "genres": [["x"], []]}))
+    inter = Interactions(pl.DataFrame({"user_id": ["u"], "item_id": ["a"], "rating": [4.5]}))
+    ds = Dataset(catalog, inter, Manifest(name="t", source_files={"r.csv": "ab" * 32}))
+    ds.save(tmp_path / "ds")
+    back = Dataset.load(tmp_path / "ds")
+    assert back.manifest == ds.manifest
+    assert back.manifest.counts == {
+        "interactions": 1, "users": 1, "items": 2, "interacted_items": 1, "items_with_image": 0,
+    }  # fmt: skip
+    assert back.catalog.frame.equals(catalog.frame)
+    with pytest.raises(DataError, match="missing from the item table"):
+        Dataset(catalog, Interactions(pl.DataFrame({"user_id": ["u"], "item_id": ["zz"]})),
+                Manifest(name="t"))  # fmt: skip
+    (tmp_path / "ds" / "interactions.parquet").write_bytes(b"PAR1trunc")
+    with pytest.raises(DataError, match="not a readable Parquet"):
+        Dataset.load(tmp_path / "ds")
+
+
+def test_atomic_path_keeps_old_output_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "a.txt", "first")
+    with pytest.raises(RuntimeError), atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "a.txt", "second, never finished")
+        raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp left behind
+    with atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "b.txt", "replaced")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+
+
+def test_unwritable_parent_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        write_text(tmp_path / "file" / "sub" / "a.txt", "x")
