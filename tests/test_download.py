@@ -1,0 +1,196 @@
+"""Downloads against a real HTTP server on loopback: checksums, truncation, atomic unzip."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import threading
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tastemaker.data.sources import download, extract_zip, load_dataset, registry
+from tastemaker.errors import DataError
+
+
+def make_zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buffer.getvalue()
+
+
+# A GroupLens-shaped archive: everything under one top folder.
+ML_ZIP = make_zip(
+    {
+        "ml-100k/u.data": "1\t1\t5\t874965758\n2\t1\t3\t876893171\n2\t2\t4\t888550871\n",
+        "ml-100k/u.item": "1|Toy Story (1995)|01-Jan-1995||x|0|0|0|1|1|1" + "|0" * 13 + "\n"
+        "2|GoldenEye (1995)|01-Jan-1995||x|0|1|1" + "|0" * 13 + "|1|0|0\n",
+        "ml-100k/README": "MovieLens 100K (test copy)\n",
+    }
+)
+ML_MD5 = hashlib.md5(ML_ZIP).hexdigest()
+
+
+class Server:
+    """Serves ``routes`` (path -> bytes); ``/short/...`` promises more bytes than it sends."""
+
+    def __init__(self, routes: dict[str, bytes]) -> None:
+        self.routes = routes
+        self.hits: Counter[str] = Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.hits[self.path] += 1
+                body = server.routes.get(self.path.removeprefix("/short"))
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                sent = body[: len(body) // 2] if self.path.startswith("/short") else body
+                self.wfile.write(sent)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    running = Server(
+        {
+            "/ml-100k.zip": ML_ZIP,
+            "/ml-100k.zip.md5": f"MD5 (ml-100k.zip) = {ML_MD5}\n".encode(),
+            "/bad.md5": b"not a checksum\n",
+        }
+    )
+    yield running
+    running.close()
+
+
+def test_download_verifies_and_reuses(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "dl" / "ml-100k.zip"
+    sha = hashlib.sha256(ML_ZIP).hexdigest()
+    assert download(f"{server.url}/ml-100k.zip", dest, md5=ML_MD5, sha256=sha) == dest
+    assert dest.read_bytes() == ML_ZIP
+    assert server.hits["/ml-100k.zip"] == 1
+    download(f"{server.url}/ml-100k.zip", dest, md5=ML_MD5)  # complete and verified: reused
+    assert server.hits["/ml-100k.zip"] == 1
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["ml-100k.zip"]
+
+
+def test_checksum_mismatch_leaves_no_file(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "ml-100k.zip"
+    with pytest.raises(DataError, match=rf"has md5 {ML_MD5}, expected 0{{32}}") as err:
+        download(f"{server.url}/ml-100k.zip", dest, md5="0" * 32)
+    assert "Fix:" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary is left
+
+
+def test_stale_file_with_wrong_checksum_is_fetched_again(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "ml-100k.zip"
+    dest.write_bytes(b"an older, different archive")
+    download(f"{server.url}/ml-100k.zip", dest, md5=ML_MD5)
+    assert dest.read_bytes() == ML_ZIP
+    assert server.hits["/ml-100k.zip"] == 1
+
+
+def test_truncated_download_is_an_error(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "ml-100k.zip"
+    half = len(ML_ZIP) // 2
+    with pytest.raises(DataError, match=rf"stopped after {half} of {len(ML_ZIP)} bytes"):
+        download(f"{server.url}/short/ml-100k.zip", dest)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_and_connection_errors(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="HTTP 404"):
+        download(f"{server.url}/nothing.zip", tmp_path / "x.zip")
+    port = server.httpd.server_address[1]
+    server.close()
+    with pytest.raises(DataError, match=rf"downloading http://127.0.0.1:{port}/ml-100k.zip failed"):
+        download(f"http://127.0.0.1:{port}/ml-100k.zip", tmp_path / "x.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_zip_replaces_folder_atomically(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(ML_ZIP)
+    into = tmp_path / "out"
+    (into / "stale").mkdir(parents=True)
+    assert extract_zip(archive, into) == into
+    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == [
+        "ml-100k", "ml-100k/README", "ml-100k/u.data", "ml-100k/u.item"
+    ]  # fmt: skip
+    assert (into / "ml-100k" / "README").read_text() == "MovieLens 100K (test copy)\n"
+
+
+def test_corrupt_or_unsafe_zip_leaves_nothing(tmp_path: Path) -> None:
+    archive = tmp_path / "cut.zip"
+    archive.write_bytes(ML_ZIP[: len(ML_ZIP) - 30])  # central directory cut off
+    with pytest.raises(DataError, match=r"cut\.zip is not a valid zip archive"):
+        extract_zip(archive, tmp_path / "out")
+    evil = tmp_path / "evil.zip"
+    evil.write_bytes(make_zip({"ok.txt": "fine", "../escape.txt": "bad"}))
+    with pytest.raises(DataError, match=r"unsafe path '\.\./escape\.txt'"):
+        extract_zip(evil, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.zip", "evil.zip"]
+
+
+@pytest.fixture
+def local_ml_100k(server: Server, monkeypatch: pytest.MonkeyPatch) -> registry.DatasetSpec:
+    """The registry's ml-100k, pointed at the loopback server."""
+    spec = dataclasses.replace(
+        registry.SPECS["ml-100k"], url=f"{server.url}/ml-100k.zip", md5=ML_MD5, sha256=None
+    )
+    monkeypatch.setitem(registry.SPECS, "ml-100k", spec)
+    return spec
+
+
+def test_load_dataset_downloads_unpacks_and_caches(
+    server: Server, local_ml_100k: registry.DatasetSpec, tmp_path: Path
+) -> None:
+    dataset = load_dataset("ml-100k", cache_dir=tmp_path)
+    assert dataset.manifest.counts["interactions"] == 3
+    assert dataset.catalog.item("2")["genres"] == ["Action", "Adventure", "Thriller"]
+    assert dataset.manifest.source["location"] == str((tmp_path / "ml-100k" / "ml-100k").resolve())
+    assert not (tmp_path / ".downloads" / "ml-100k.zip").exists()  # archive removed once unpacked
+    again = load_dataset("ml-100k", cache_dir=tmp_path)
+    assert server.hits["/ml-100k.zip"] == 1  # second load from the cache
+    assert again.interactions.content_hash() == dataset.interactions.content_hash()
+    status = {s.name: s.location for s in registry.list_datasets(tmp_path)}
+    assert status["ml-100k"] == str(tmp_path / "ml-100k" / "ml-100k")
+
+
+def test_published_md5_file_is_used_when_no_checksum_is_known(
+    server: Server, local_ml_100k: registry.DatasetSpec, tmp_path: Path, monkeypatch
+) -> None:
+    spec = dataclasses.replace(local_ml_100k, md5=None, md5_url=f"{server.url}/ml-100k.zip.md5")
+    monkeypatch.setitem(registry.SPECS, "ml-100k", spec)
+    assert len(load_dataset("ml-100k", cache_dir=tmp_path).interactions) == 3
+    assert server.hits["/ml-100k.zip.md5"] == 1
+    monkeypatch.setitem(
+        registry.SPECS, "ml-100k", dataclasses.replace(spec, md5_url=f"{server.url}/bad.md5")
+    )
+    with pytest.raises(DataError, match=r"bad\.md5 holds no md5 checksum"):
+        load_dataset("ml-100k", cache_dir=tmp_path / "other")
