@@ -17,14 +17,16 @@ MOVIES = """movieId,title,genres
 4,Waiting to Exhale (1995),Comedy|Drama|Romance
 5,Father of the Bride Part II (1995),Comedy
 6,Heat (1995),Action|Crime|Thriller
-"""
+""" + "".join(f"{m},Movie {m} (2000),Drama\n" for m in range(7, 31))
 
 
 def ratings_csv(n_users: int = 12) -> str:
     rows = ["userId,movieId,rating,timestamp"]
     for u in range(1, n_users + 1):
-        for m in range(1, 7):
-            if (u + m) % 4:  # each user rates 4-5 of the 6 movies
+        for m in range(1, 31):
+            # movies 1-6: each user rates those with (u + m) % 4 != 0 (popular);
+            # movies 7-30: one user each (rare).
+            if (m <= 6 and (u + m) % 4) or (m > 6 and m % n_users + 1 == u):
                 rows.append(f"{u},{m},{1 + (u * m) % 5}.0,{1000 * u + m}")
     return "\n".join(rows) + "\n"
 
@@ -70,8 +72,8 @@ def test_prepare_train_evaluate_recommend(movielens: Path, tmp_path: Path) -> No
 
     code, out = run("recommend", "--data", split_dir, "--model-dir", model_dir, "--user", "1")
     assert code == 0, out
-    # User 1 rated movies 1, 2, 4, 5, 6 ((1+3)%4 == 0 skips 3): only 3 is unseen... but the
-    # test item (the latest, 6) is unseen by the model too, so both are candidates.
+    # User 1 never rated movie 3 ((1 + 3) % 4 == 0), one of the six popular movies, so
+    # MostPopular must put it in user 1's top 10.
     assert "Grumpier Old Men (1995)" in out
 
 
