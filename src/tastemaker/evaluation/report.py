@@ -1,0 +1,183 @@
+"""Evaluation results that carry their provenance: which data, which split, which model.
+
+A number without the data hash and the model's configuration cannot be reproduced
+or compared, so :class:`EvaluationReport` stores them next to the metrics and
+:func:`leaderboard_markdown` refuses to put results on different data in one table.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from tastemaker.atomic import write_text
+from tastemaker.data.dataset import Split
+from tastemaker.errors import ConfigError, DataError
+
+JSON_NAME, MARKDOWN_NAME = "metrics.json", "metrics.md"
+
+
+def _version() -> str:
+    from tastemaker import __version__
+
+    return __version__
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+class EvaluationReport(BaseModel):
+    """The metrics of one model on one split part, with everything needed to reproduce them."""
+
+    dataset: str
+    split_kind: str
+    seed: int | None
+    data_hash: str
+    part: Literal["valid", "test"]
+    model: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float]
+    ks: list[int]
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    version: str = Field(default_factory=_version)
+
+    @classmethod
+    def from_split(
+        cls,
+        split: Split,
+        part: Literal["valid", "test"],
+        model: str,
+        config: dict[str, Any],
+        metrics: dict[str, float],
+        ks: list[int],
+    ) -> EvaluationReport:
+        """A report whose data provenance is read from the split's manifest."""
+        info = split.manifest.split
+        assert info is not None  # a Split always has split information
+        return cls(
+            dataset=split.manifest.name,
+            split_kind=info.kind,
+            seed=info.seed,
+            data_hash=info.content_hash,
+            part=part,
+            model=model,
+            config=config,
+            metrics=metrics,
+            ks=ks,
+        )
+
+    def metric_names(self) -> list[str]:
+        """Metric names without the ``@K`` suffix, in first-seen order."""
+        return list(dict.fromkeys(key.split("@")[0] for key in self.metrics if "@" in key))
+
+    def to_markdown(self) -> str:
+        """A human-readable summary: provenance, then one row per metric, one column per K."""
+        header = "| metric | " + " | ".join(f"@{k}" for k in self.ks) + " |"
+        rule = "|---|" + "---:|" * len(self.ks)
+        rows = [
+            f"| {name} | "
+            + " | ".join(_fmt(self.metrics.get(f"{name}@{k}", float("nan"))) for k in self.ks)
+            + " |"
+            for name in self.metric_names()
+        ]
+        extra = [f"- {key}: {value:g}" for key, value in self.metrics.items() if "@" not in key]
+        return "\n".join(
+            [
+                f"# {self.model} on {self.dataset} ({self.part})",
+                "",
+                f"- split: {self.split_kind}, seed {self.seed}",
+                f"- data hash: `{self.data_hash}`",
+                f"- evaluated: {self.timestamp.isoformat(timespec='seconds')} "
+                f"with tastemaker {self.version}",
+                *extra,
+                "",
+                header,
+                rule,
+                *rows,
+                "",
+                "## Model configuration",
+                "",
+                "```json",
+                json.dumps(self.config, indent=2, sort_keys=True, default=str),
+                "```",
+                "",
+            ]
+        )
+
+    def write(self, folder: Path) -> Path:
+        """Write ``metrics.json`` and ``metrics.md`` into ``folder``, each atomically."""
+        folder = Path(folder)
+        write_text(folder / JSON_NAME, self.model_dump_json(indent=2) + "\n")
+        write_text(folder / MARKDOWN_NAME, self.to_markdown())
+        return folder
+
+    @classmethod
+    def read(cls, path: Path) -> EvaluationReport:
+        """Load a ``metrics.json`` (or the folder holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / JSON_NAME
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise DataError(f"{path} is missing", "point to a folder with a run's results") from exc
+        except ValidationError as exc:
+            raise DataError(
+                f"{path} is not a valid evaluation report ({exc.error_count()} problems)",
+                "re-run the evaluation to re-create it",
+            ) from exc
+
+
+def leaderboard_markdown(reports: list[EvaluationReport], columns: list[str]) -> str:
+    """One Markdown row per model, the best value of each column in bold.
+
+    Every column is a "higher is better" metric key such as ``"ndcg@10"``. All
+    reports must share the data (hash), seed and part, which are stated once above
+    the table; mixing them would compare numbers that are not comparable.
+    """
+    if not reports:
+        raise DataError("no evaluation reports to tabulate", "evaluate at least one model")
+    if not columns:
+        raise ConfigError("no leaderboard columns given", "pass metric keys such as 'ndcg@10'")
+    known = sorted({key for report in reports for key in report.metrics})
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"no report has the metric(s) {', '.join(unknown)}",
+            f"choose columns from {', '.join(known)}",
+        )
+    first = reports[0]
+    provenance = ("dataset", "split_kind", "seed", "data_hash", "part")
+    for report in reports[1:]:
+        differing = [f for f in provenance if getattr(report, f) != getattr(first, f)]
+        if differing:
+            raise DataError(
+                f"model '{report.model}' was evaluated on other data than '{first.model}' "
+                f"(different {', '.join(differing)})",
+                "put only results on the same split and part in one leaderboard",
+            )
+    best = {c: max(r.metrics.get(c, float("-inf")) for r in reports) for c in columns}
+
+    def cell(report: EvaluationReport, column: str) -> str:
+        if column not in report.metrics:
+            return "–"
+        text = _fmt(report.metrics[column])
+        return f"**{text}**" if report.metrics[column] == best[column] else text
+
+    lines = [
+        f"Data: {first.dataset}, {first.split_kind} split, part {first.part}, "
+        f"seed {first.seed}, data hash `{first.data_hash[:12]}`",
+        "",
+        "| model | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *(
+            f"| {r.model} | " + " | ".join(cell(r, c) for c in columns) + " |"
+            for r in reports
+        ),
+    ]
+    return "\n".join(lines) + "\n"
