@@ -87,13 +87,7 @@ class Dataset:
         )
 
     def save(self, path: Path) -> Path:
-        with atomic_path(Path(path), directory=True) as tmp:
-            self.catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
-            self.interactions.frame.write_parquet(
-                tmp / "interactions.parquet", compression="zstd"
-            )
-            write_text(tmp / "manifest.json", self.manifest.to_json())
-        return Path(path)
+        return _write_folder(path, self.catalog, {"interactions": self.interactions}, self.manifest)
 
     @classmethod
     def load(cls, path: Path) -> Dataset:
@@ -168,12 +162,7 @@ class Split:
         }
 
     def save(self, path: Path) -> Path:
-        with atomic_path(Path(path), directory=True) as tmp:
-            self.catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
-            for name in PARTS:
-                self.part(name).frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
-            write_text(tmp / "manifest.json", self.manifest.to_json())
-        return Path(path)
+        return _write_folder(path, self.catalog, {p: self.part(p) for p in PARTS}, self.manifest)
 
     @classmethod
     def load(cls, path: Path) -> Split:
@@ -205,6 +194,18 @@ def split_info(
     return SplitInfo(
         kind=kind, seed=seed, params=params, content_hash=whole, part_hashes=part_hashes
     )
+
+
+def _write_folder(
+    path: Path, catalog: Catalog, tables: dict[str, Interactions], manifest: Manifest
+) -> Path:
+    """Write items, interaction tables and the manifest as one atomic folder."""
+    with atomic_path(Path(path), directory=True) as tmp:
+        catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
+        for name, table in tables.items():
+            table.frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+        write_text(tmp / "manifest.json", manifest.to_json())
+    return Path(path)
 
 
 def _existing_folder(path: Path) -> Path:
