@@ -17,7 +17,6 @@ from tastemaker.data import filters
 from tastemaker.data.dataset import Split
 from tastemaker.data.sources.registry import load_dataset
 from tastemaker.data.splits import make_split
-from tastemaker.errors import DataError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
@@ -60,8 +59,6 @@ def evaluate(
 
 def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 10) -> pl.DataFrame:
     """Top-``k`` unseen items for ``users``, with titles (raw IDs in, raw IDs out)."""
-    if k < 1:
-        raise DataError(f"k must be at least 1 (got {k})", "pass -k 10 or another positive number")
     recs = model.recommend(list(users), k=k)
     titles = split.catalog.frame.select("item_id", "title")
     return recs.join(titles, on="item_id", how="left", maintain_order="left")

@@ -1,0 +1,317 @@
+"""The contract every recommender follows: typed config, fit, score, recommend, save, load.
+
+Users speak raw IDs (strings); inside, a model works on contiguous indices of
+the training :class:`~tastemaker.data.vocab.Vocab`\\ s, which it keeps, so the
+evaluator can call :meth:`Recommender.score_indices` without any ID mapping.
+A saved model is a folder of JSON and safetensors (never pickle), so loading
+one cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from tastemaker.atomic import atomic_path
+from tastemaker.data.interactions import Interactions
+from tastemaker.data.vocab import Vocab
+from tastemaker.errors import ConfigError, DataError
+from tastemaker.models.registry import get_model_class
+
+CONFIG_FILE, WEIGHTS_FILE, IDS_FILE, LOG_FILE = (
+    "config.json",
+    "weights.safetensors",
+    "ids.json",
+    "training_log.json",
+)
+_SEEN_INDPTR, _SEEN_INDICES = "seen.indptr", "seen.indices"
+_RECOMMEND_BATCH = 1024  # users scored at once by recommend(): bounds the dense block
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's typed config; unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 42
+
+
+class TrainableConfig(ModelConfig):
+    """Settings of models trained for several epochs with early stopping on validation."""
+
+    epochs: PositiveInt = 100
+    patience: PositiveInt = 10
+    eval_every: PositiveInt = 1
+    early_stopping_metric: str = Field("ndcg@10", pattern=r"^[a-z_]+@[1-9][0-9]*$")
+    learning_rate: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 2048
+
+
+def validate_config(
+    config_class: type[ModelConfig], name: str, values: dict[str, Any]
+) -> ModelConfig:
+    """``config_class(**values)``, turning pydantic's report into a one-line ConfigError."""
+    try:
+        return config_class.model_validate(values)
+    except ValidationError as exc:
+        problems, fixes = [], []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "config"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown parameter '{field}'")
+                fixes.append(f"use only {', '.join(config_class.model_fields)}")
+            else:
+                problems.append(f"{field}={err['input']!r} is invalid")
+                fixes.append(err["msg"].replace("Input", field, 1))
+        raise ConfigError(f"model '{name}': {'; '.join(problems)}", "; ".join(fixes)) from None
+
+
+class Recommender(ABC):
+    """A model that scores every catalog item for a user.
+
+    Subclasses set ``name``, ``config_class`` and ``state_keys`` and implement
+    :meth:`_fit`, :meth:`_score_indices`, :meth:`_state` and :meth:`_load_state`.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    state_keys: ClassVar[tuple[str, ...]]
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        if config is not None and not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"model '{self.name}' got a {type(config).__name__}",
+                f"pass a {self.config_class.__name__} or keyword parameters",
+            )
+        base = config.model_dump() if config is not None else {}
+        self.config = validate_config(self.config_class, self.name, {**base, **params})
+        self._unfit()
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    def _unfit(self) -> None:
+        self.users: Vocab | None = None
+        self.items: Vocab | None = None
+        self.seen: sp.csr_matrix | None = None
+        self.training_log: list[dict[str, Any]] | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.seen is not None
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        assert self.items is not None
+        return len(self.items)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ConfigError(
+                f"model '{self.name}' is not fitted yet",
+                "call fit(train) first, or get a trained model with Recommender.load(path)",
+            )
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
+        """Learn from ``train``; iterative models early-stop on ``valid``."""
+        if len(train) == 0:
+            raise DataError("the training interactions are empty", "train on a non-empty split")
+        if valid is not None and (valid.users != train.users or valid.items != train.items):
+            raise DataError(
+                "validation interactions use other user/item vocabularies than training",
+                "pass parts of one Split (split.train, split.valid)",
+            )
+        self.users, self.items, self.seen = train.users, train.items, train.to_csr()
+        # A private generator: fitting is reproducible without touching global RNG state.
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        try:
+            self._fit(train, valid)
+        except BaseException:
+            self._unfit()
+            raise
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        """Learn the model's state; vocabularies and ``self.seen`` are already set."""
+
+    # ------------------------------------------------------------------- scoring
+    def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Scores of all catalog items, (len(user_idx), n_items) float32.
+
+        The tensor is new: callers (the evaluator, :meth:`recommend`) may mask it in place.
+        """
+        self._check_fitted()
+        assert self.users is not None
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        if user_idx.size and (user_idx.min() < 0 or user_idx.max() >= len(self.users)):
+            raise DataError(
+                f"user indices outside 0..{len(self.users) - 1}",
+                "use indices of the training user vocabulary",
+            )
+        return self._score_indices(user_idx)
+
+    @abstractmethod
+    def _score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Scores for valid user indices (see :meth:`score_indices`)."""
+
+    def score(self, users: Sequence[str], items: Sequence[str] | None = None) -> np.ndarray:
+        """Scores of ``items`` (default: all, in vocabulary order) for raw user IDs."""
+        self._check_fitted()
+        assert self.users is not None and self.items is not None
+        scores = self.score_indices(self.users.index(users)).numpy()
+        return scores if items is None else scores[:, self.items.index(items)]
+
+    def recommend(
+        self, users: Sequence[str], k: int = 10, exclude_seen: bool = True
+    ) -> pl.DataFrame:
+        """Top-``k`` items per user as rows (user_id, rank, item_id, score), raw IDs only.
+
+        With ``exclude_seen`` a user's training items are never recommended, so a
+        user may get fewer than ``k`` rows.
+        """
+        self._check_fitted()
+        assert self.users is not None and self.items is not None and self.seen is not None
+        if k < 1:
+            raise ConfigError(f"k={k} is invalid", "ask for at least 1 recommendation")
+        idx = self.users.index(users)
+        k = min(k, len(self.items))
+        user_rows, item_rows, score_rows = [], [], []
+        for start in range(0, len(idx), _RECOMMEND_BATCH):
+            batch = idx[start : start + _RECOMMEND_BATCH]
+            scores = self.score_indices(batch)
+            if exclude_seen:
+                rows, cols = self.seen[batch].nonzero()
+                scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+            top_scores, top_items = torch.topk(scores, k, dim=1)
+            user_rows.append(np.repeat(batch, k))
+            item_rows.append(top_items.reshape(-1).numpy())
+            score_rows.append(top_scores.reshape(-1).numpy())
+        user_idx = np.concatenate(user_rows) if user_rows else np.zeros(0, np.int64)
+        item_idx = np.concatenate(item_rows) if item_rows else np.zeros(0, np.int64)
+        values = np.concatenate(score_rows) if score_rows else np.zeros(0, np.float32)
+        frame = pl.DataFrame(
+            {
+                "user_id": pl.Series(self.users.decode(user_idx), dtype=pl.Utf8),
+                "rank": pl.Series(np.tile(np.arange(1, k + 1), len(idx)), dtype=pl.Int32),
+                "item_id": pl.Series(self.items.decode(item_idx), dtype=pl.Utf8),
+                "score": pl.Series(values, dtype=pl.Float32),
+            }
+        )
+        return frame.filter(pl.col("score") > -np.inf)
+
+    # --------------------------------------------------------------- persistence
+    @abstractmethod
+    def _state(self) -> dict[str, torch.Tensor]:
+        """The learned tensors, keyed by ``state_keys``."""
+
+    @abstractmethod
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`_state` returned (vocabularies are already set)."""
+
+    def save(self, path: Path | str) -> Path:
+        """Write the model to the folder ``path`` atomically (config, weights, IDs, log)."""
+        from safetensors.torch import save_file
+
+        from tastemaker import __version__
+
+        self._check_fitted()
+        assert self.users is not None and self.items is not None and self.seen is not None
+        path = Path(path)
+        meta = {
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "tastemaker_version": __version__,
+        }
+        tensors = {
+            **self._state(),
+            _SEEN_INDPTR: torch.from_numpy(self.seen.indptr.astype(np.int64)),
+            _SEEN_INDICES: torch.from_numpy(self.seen.indices.astype(np.int64)),
+        }
+        with atomic_path(path, directory=True) as tmp:
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
+            ids = {"users": self.users.ids, "items": self.items.ids}
+            (tmp / IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+            if self.training_log is not None:
+                log = json.dumps(self.training_log, indent=1) + "\n"
+                (tmp / LOG_FILE).write_text(log, encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Recommender:
+        """A model saved by :meth:`save`; ``Recommender.load`` picks the right class."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        refit = "point to a folder written by model.save() or re-train the model"
+        if not path.is_dir():
+            raise DataError(f"model folder {path} does not exist", refit)
+        meta = _read_json(path / CONFIG_FILE, refit)
+        try:
+            model_cls = get_model_class(str(meta["model"]))
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path / CONFIG_FILE} names no model", refit) from exc
+        except ConfigError as exc:
+            raise DataError(
+                f"{path} holds a model unknown to this tastemaker ({exc.problem})",
+                "upgrade tastemaker or import the package that defines that model",
+            ) from exc
+        if not issubclass(model_cls, cls):
+            raise DataError(
+                f"{path} holds a '{model_cls.name}' model, not a '{cls.name}' model",
+                f"load it with Recommender.load or {model_cls.__name__}.load",
+            )
+        try:
+            model = model_cls(model_cls.config_class.model_validate(meta.get("config", {})))
+        except ValidationError as exc:
+            raise DataError(f"{path / CONFIG_FILE} has an invalid config", refit) from exc
+        ids = _read_json(path / IDS_FILE, refit)
+        try:
+            model.users = Vocab(ids["users"], kind="user")
+            model.items = Vocab(ids["items"], kind="item")
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path / IDS_FILE} lacks user or item IDs", refit) from exc
+        try:
+            tensors = load_file(path / WEIGHTS_FILE)
+        except (OSError, SafetensorError) as exc:
+            raise DataError(
+                f"{path / WEIGHTS_FILE} is missing or unreadable ({exc})", refit
+            ) from exc
+        missing = {*model_cls.state_keys, _SEEN_INDPTR, _SEEN_INDICES} - set(tensors)
+        if missing:
+            raise DataError(
+                f"{path / WEIGHTS_FILE} lacks tensors {', '.join(sorted(missing))}", refit
+            )
+        indices = tensors.pop(_SEEN_INDICES).numpy()
+        model.seen = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, tensors.pop(_SEEN_INDPTR).numpy()),
+            shape=(len(model.users), len(model.items)),
+        )
+        model._load_state(tensors)
+        if (path / LOG_FILE).is_file():
+            model.training_log = _read_json(path / LOG_FILE, refit)
+        return model
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path} is missing", fix) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON (truncated or edited?)", fix) from exc
