@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from tastemaker import Catalog, Dataset, Interactions
 from tastemaker.data.manifest import Manifest
+
+# Under pytest-xdist each worker gets one core: torch's default of one thread per
+# core would oversubscribe the machine and make every test slower and noisier.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -102,11 +102,11 @@ def read_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc})", "fix its syntax"
         ) from exc
-    unknown = set(tables) - set(SECTIONS) - {"out", "models"}
+    unknown = set(tables) - set(SECTIONS) - {"tune"}
     if unknown:
         raise ConfigError(
             f"config file {path} has unknown table(s): {', '.join(sorted(unknown))}",
-            f"use tables {', '.join(SECTIONS)}",
+            f"use tables {', '.join([*SECTIONS, 'tune'])}",
         )
     return tables
 

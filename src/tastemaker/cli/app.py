@@ -37,7 +37,7 @@ app = typer.Typer(
 def _register() -> None:
     # Each command group lives in its own module; importing them here keeps the
     # import graph explicit (no plugin scanning).
-    from tastemaker.cli import data, demo, models
+    from tastemaker.cli import data, demo, models, tune
 
     app.add_typer(data.app, name="data")
     app.command("datasets")(data.datasets)
@@ -45,6 +45,8 @@ def _register() -> None:
     app.command("evaluate")(models.evaluate)
     app.command("recommend")(models.recommend)
     app.command("demo")(demo.demo)
+    app.command("tune")(tune.tune)
+    app.command("report")(tune.report)
 
 
 _register()

@@ -14,7 +14,8 @@ from tastemaker.errors import ConfigError
 console = Console()
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML file with [data] [split] [model] [eval].")
+    Path | None,
+    typer.Option("--config", help=r"TOML file with \[data], \[split], \[model], \[eval] tables."),
 ]
 DataDirOpt = Annotated[
     Path, typer.Option("--data", help="Split folder written by `tastemaker data prepare`.")

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 from tastemaker.evaluation.report import EvaluationReport
@@ -61,6 +62,25 @@ def training_chart(logs: Mapping[str, Sequence[Mapping[str, Any]]], metric: str)
     return png_bytes(fig)
 
 
+def trials_chart(values: Sequence[float | None], metric: str) -> bytes:
+    """A search's validation ``metric`` per trial (failed trials, None, as red crosses)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    done = [(i, v) for i, v in enumerate(values) if v is not None]
+    if done:
+        xs, ys = zip(*done, strict=True)
+        ax.plot(xs, ys, "o", label="trial")
+        ax.step(xs, list(accumulate(ys, max)), where="post", label="best so far")
+    failed = [i for i, v in enumerate(values) if v is None]
+    if failed:
+        floor = min((v for _, v in done), default=0.0)
+        ax.plot(failed, [floor] * len(failed), "x", color="tab:red", label="failed")
+    ax.set(xlabel="trial", ylabel=f"validation {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return png_bytes(fig)
+
+
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -103,6 +123,28 @@ def render_report(
             for name, titles in lists.items()
         ]
         users += f"<h3>user {html.escape(user)}</h3><div class='row'>{''.join(cells)}</div>"
+    return _page(
+        title,
+        f"""<p class="meta">data set {html.escape(first.dataset)} ·
+split {html.escape(first.split_kind)} · seed {first.seed} ·
+data hash {html.escape(first.data_hash[:16])}… · part {html.escape(first.part)}</p>
+<h2>Leaderboard</h2>{leaderboard}
+<h2>Charts</h2>{figures}
+<h2>Sample recommendations</h2>{users}
+""",
+    )
+
+
+def training_page(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], chart: bytes | None
+) -> str:
+    """A standalone page of training curves: a summary table and the curve chart."""
+    figure = _img(chart, "training curves") if chart else ""
+    return _page(title, f"<h2>Summary</h2>{_table(header, rows)}\n<h2>Curves</h2>{figure}\n")
+
+
+def _page(title: str, body: str) -> str:
+    """The HTML shell (head, style, title) shared by every page tastemaker writes."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -115,11 +157,5 @@ td {{ text-align: right; }} td:first-child {{ text-align: left; }}
 .meta {{ color: #666; font-size: .85rem; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="meta">data set {html.escape(first.dataset)} · split {html.escape(first.split_kind)} ·
-seed {first.seed} · data hash {html.escape(first.data_hash[:16])}… ·
-part {html.escape(first.part)}</p>
-<h2>Leaderboard</h2>{leaderboard}
-<h2>Charts</h2>{figures}
-<h2>Sample recommendations</h2>{users}
-</body></html>
+{body}</body></html>
 """
