@@ -9,6 +9,7 @@ the items the user has not interacted with.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -36,6 +37,46 @@ class BPRConfig(TrainableConfig):
     batch_size: PositiveInt = 2048
 
 
+class PairSampler:
+    """The (user, positive item) pairs of a training matrix and uniform negatives for them.
+
+    Shared by the models trained on BPR triples. Users who have seen every item
+    are left out: they have no negative to rank below a positive.
+    """
+
+    def __init__(self, seen: sp.csr_matrix, model: str) -> None:
+        coo = seen.tocoo()
+        self.n_items = seen.shape[1]
+        trainable = np.diff(seen.indptr)[coo.row] < self.n_items
+        if not trainable.any():
+            raise DataError(
+                f"no user has an unseen item, so {model} has no negatives to sample",
+                "train on data where users interacted with only part of the catalog",
+            )
+        self.users = torch.from_numpy(coo.row[trainable].astype(np.int64))
+        self.items = torch.from_numpy(coo.col[trainable].astype(np.int64))
+        # CSR order is (row, col)-sorted, so these keys are sorted for searchsorted.
+        self._keys = self.users * self.n_items + self.items
+
+    def negatives(self, users: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Uniform items per user, redrawn (vectorised) where they hit a positive."""
+        n_items, keys = self.n_items, self._keys
+        negatives = torch.randint(n_items, users.shape, generator=generator)
+        redo = torch.arange(len(users))
+        while len(redo):
+            drawn = users[redo] * n_items + negatives[redo]
+            slot = torch.searchsorted(keys, drawn).clamp_(max=len(keys) - 1)
+            redo = redo[keys[slot] == drawn]
+            negatives[redo] = torch.randint(n_items, redo.shape, generator=generator)
+        return negatives
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """All pairs in a random order with fresh negatives: (users, positives, negatives)."""
+        order = torch.randperm(len(self.users), generator=generator)
+        users = self.users[order]
+        return users, self.items[order], self.negatives(users, generator)
+
+
 @register
 class BPR(IterativeRecommender):
     """Bayesian Personalized Ranking over user and item embeddings, trained with Adam."""
@@ -47,19 +88,8 @@ class BPR(IterativeRecommender):
 
     def _prepare(self, train: Interactions) -> None:
         assert self.seen is not None
-        seen = self.seen.tocoo()
-        n_users, n_items = seen.shape
-        # A user who has seen every item has no negative to rank below a positive.
-        trainable = np.diff(self.seen.indptr)[seen.row] < n_items
-        if not trainable.any():
-            raise DataError(
-                "no user has an unseen item, so BPR has no negatives to sample",
-                "train on data where users interacted with only part of the catalog",
-            )
-        self._pos_users = torch.from_numpy(seen.row[trainable].astype(np.int64))
-        self._pos_items = torch.from_numpy(seen.col[trainable].astype(np.int64))
-        # CSR order is (row, col)-sorted, so these keys are sorted for searchsorted.
-        self._pos_keys = self._pos_users * n_items + self._pos_items
+        self._pairs = PairSampler(self.seen, self.name)
+        n_users, n_items = self.seen.shape
         factors = self.config.factors
         self.user_embedding = torch.nn.Parameter(torch.empty(n_users, factors))
         self.item_embedding = torch.nn.Parameter(torch.empty(n_items, factors))
@@ -70,39 +100,36 @@ class BPR(IterativeRecommender):
         )
 
     def _sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
-        """Uniform items per user, redrawn (vectorised) where they hit a positive."""
-        n_items = self.n_items
-        negatives = torch.randint(n_items, users.shape, generator=self.generator)
-        redo = torch.arange(len(users))
-        while len(redo):
-            keys = users[redo] * n_items + negatives[redo]
-            slot = torch.searchsorted(self._pos_keys, keys).clamp_(max=len(self._pos_keys) - 1)
-            redo = redo[self._pos_keys[slot] == keys]
-            negatives[redo] = torch.randint(n_items, redo.shape, generator=self.generator)
-        return negatives
+        return self._pairs.negatives(users, self.generator)
+
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item vectors whose dot product is the score (LightGCN propagates them)."""
+        return self.user_embedding, self.item_embedding
 
     def _train_epoch(self) -> float:
-        order = torch.randperm(len(self._pos_users), generator=self.generator)
-        users, positives = self._pos_users[order], self._pos_items[order]
-        negatives = self._sample_negatives(users)
+        users, positives, negatives = self._pairs.epoch(self.generator)
         total = 0.0
-        for start in range(0, len(order), self.config.batch_size):
+        for start in range(0, len(users), self.config.batch_size):
             batch = slice(start, start + self.config.batch_size)
-            user = self.user_embedding[users[batch]]
-            pos = self.item_embedding[positives[batch]]
-            neg = self.item_embedding[negatives[batch]]
+            u, i, j = users[batch], positives[batch], negatives[batch]
+            user_vectors, item_vectors = self._embeddings()
+            user, pos, neg = user_vectors[u], item_vectors[i], item_vectors[j]
             loss = -torch.nn.functional.logsigmoid((user * (pos - neg)).sum(dim=1)).mean()
-            if self.config.reg:
-                squares = user.square().sum() + pos.square().sum() + neg.square().sum()
-                loss = loss + self.config.reg * squares / len(user)
+            if self.config.reg:  # on the free (ego) embeddings of the batch, per triple
+                squares = (
+                    self.user_embedding[u].square().sum()
+                    + self.item_embedding[i].square().sum()
+                    + self.item_embedding[j].square().sum()
+                )
+                loss = loss + self.config.reg * squares / len(u)
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._optimizer.step()
-            total += loss.item() * len(user)
-        return total / len(order)
+            total += loss.item() * len(u)
+        return total / len(users)
 
     @torch.no_grad()
-    def _score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.user_embedding[torch.from_numpy(user_idx)] @ self.item_embedding.T
 
     def _state(self) -> dict[str, torch.Tensor]:
