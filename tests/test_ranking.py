@@ -42,7 +42,9 @@ class FixedScorer:
     def __init__(self, scores: np.ndarray) -> None:
         self.scores = torch.as_tensor(scores, dtype=torch.float32)
 
-    def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
         return self.scores[torch.from_numpy(np.asarray(user_idx))]
 
 
@@ -137,7 +139,9 @@ def test_infinite_scores_still_rank_and_gradients_are_off(tiny_split: Split) -> 
     forced[0, 2] = float("inf")
 
     class GradScorer:
-        def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+        def score_indices(
+            self, user_idx: np.ndarray, context: Interactions | None = None
+        ) -> torch.Tensor:
             assert not torch.is_grad_enabled()
             return (forced + 0 * scores)[torch.from_numpy(user_idx)]
 
@@ -155,7 +159,9 @@ def test_scorer_tensor_is_not_modified(tiny_split: Split) -> None:
     scorer = FixedScorer(SCORES)
 
     class ViewScorer:  # returns a view of its own state, which masking must not write into
-        def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+        def score_indices(
+            self, user_idx: np.ndarray, context: Interactions | None = None
+        ) -> torch.Tensor:
             return scorer.scores[int(user_idx[0]) : int(user_idx[-1]) + 1]
 
     evaluate_split(ViewScorer(), tiny_split, "valid", ks=(2,))

@@ -9,6 +9,7 @@ same vocabularies, so index ``i`` means the same item in train and test.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -92,6 +93,23 @@ class Interactions:
     def with_frame(self, frame: pl.DataFrame) -> Interactions:
         """Same vocabularies, other rows."""
         return Interactions(frame, self.users, self.items)
+
+    @staticmethod
+    def concat(parts: Sequence[Interactions]) -> Interactions:
+        """The rows of ``parts`` appended in order, on their shared vocabularies.
+
+        E.g. train + valid: what is known about users when the test part is scored.
+        """
+        if not parts:
+            raise DataError("no interactions to concatenate", "pass at least one part")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.users != first.users or part.items != first.items:
+                raise DataError(
+                    "the interactions to concatenate use different user or item vocabularies",
+                    "concatenate parts of one Split (they share its Vocabs)",
+                )
+        return first.with_frame(pl.concat([part.frame for part in parts], how="vertical"))
 
     def indices(self) -> tuple[np.ndarray, np.ndarray]:
         """(user index, item index) of every row, as int64 arrays."""

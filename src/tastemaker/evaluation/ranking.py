@@ -30,8 +30,14 @@ PARTS_EXCLUDED: dict[str, tuple[str, ...]] = {"valid": ("train",), "test": ("tra
 class Scorer(Protocol):
     """Anything that scores all items for a batch of user indices."""
 
-    def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
-        """``(len(user_idx), n_items)`` float scores; higher ranks first."""
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
+        """``(len(user_idx), n_items)`` float scores; higher ranks first.
+
+        ``context`` holds the interactions known at scoring time (the excluded
+        parts), from which a sequential scorer reads each user's history.
+        """
         ...
 
 
@@ -93,12 +99,16 @@ def _lookup_hits(truth_block: sp.csr_matrix, top_idx: np.ndarray) -> np.ndarray:
 
 
 def _score_block(
-    scorer: Scorer, users: np.ndarray, n_items: int, excluded: sp.csr_matrix
+    scorer: Scorer,
+    users: np.ndarray,
+    n_items: int,
+    excluded: sp.csr_matrix,
+    context: Interactions | None,
 ) -> torch.Tensor:
     """Scores of one user chunk with excluded items at -inf (the scorer's tensor untouched)."""
     import torch
 
-    scores = torch.as_tensor(scorer.score_indices(users))
+    scores = torch.as_tensor(scorer.score_indices(users, context=context))
     if tuple(scores.shape) != (len(users), n_items):
         raise DataError(
             f"the scorer returned scores of shape {tuple(scores.shape)} for {len(users)} users "
@@ -127,7 +137,9 @@ def evaluate(
     """Full-ranking metrics of ``scorer`` against ``truth``, averaged over users.
 
     Users with at least one ``truth`` interaction are evaluated; items in any of the
-    ``exclude`` parts are never recommended to the user who has them. Returns
+    ``exclude`` parts are never recommended to the user who has them, and their
+    union is the context passed to every ``score_indices`` call (what is known
+    about the users, e.g. train + valid when testing). Returns
     ``"<metric>@<k>"`` for every metric and K, ``"coverage@<k>"`` (share of the
     catalog in at least one evaluated user's top K) and ``"n_users"``. An item scored
     ``-inf`` (excluded, or by the scorer) is treated as not recommended.
@@ -143,6 +155,8 @@ def evaluate(
             "evaluate on a non-empty validation or test part",
         )
     excluded = _exclusion_matrix(truth, exclude)
+    # Built once, so a scorer may cache what it derives from it (by identity) across chunks.
+    context = Interactions.concat(exclude) if len(exclude) > 1 else next(iter(exclude), None)
     truth_matrix = truth.to_csr()
     truth_matrix.sort_indices()
     n_relevant = np.diff(truth_matrix.indptr).astype(np.int64)
@@ -154,7 +168,7 @@ def evaluate(
     with bar, torch.no_grad():  # no autograd graph for models that score with gradients on
         for start in range(0, len(users), batch_size):
             chunk = users[start : start + batch_size]
-            scores = _score_block(scorer, chunk, n_items, excluded)
+            scores = _score_block(scorer, chunk, n_items, excluded, context)
             top_scores, top_idx = torch.topk(scores, ks[-1], dim=1)
             if torch.isnan(top_scores).any():  # topk ranks NaN above every number
                 raise DataError(

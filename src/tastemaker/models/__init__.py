@@ -4,22 +4,37 @@ Each built-in model module is imported here (explicitly, no plugin scanning),
 which registers its name with the registry.
 """
 
+from tastemaker.models.als import ALS, ALSConfig
 from tastemaker.models.base import ModelConfig, Recommender, TrainableConfig
 from tastemaker.models.bpr import BPR, BPRConfig
+from tastemaker.models.ease import EASE, EASEConfig
+from tastemaker.models.gru4rec import GRU4Rec, GRU4RecConfig
 from tastemaker.models.itemknn import ItemKNN, ItemKNNConfig
+from tastemaker.models.lightgcn import LightGCN, LightGCNConfig
 from tastemaker.models.most_popular import MostPopular
 from tastemaker.models.registry import available_models, create_model, get_model_class, register
+from tastemaker.models.sasrec import SASRec, SASRecConfig
 from tastemaker.models.training import IterativeRecommender
 
 __all__ = [
+    "ALS",
     "BPR",
+    "EASE",
+    "ALSConfig",
     "BPRConfig",
+    "EASEConfig",
+    "GRU4Rec",
+    "GRU4RecConfig",
     "ItemKNN",
     "ItemKNNConfig",
     "IterativeRecommender",
+    "LightGCN",
+    "LightGCNConfig",
     "ModelConfig",
     "MostPopular",
     "Recommender",
+    "SASRec",
+    "SASRecConfig",
     "TrainableConfig",
     "available_models",
     "create_model",

@@ -149,9 +149,15 @@ class Recommender(ABC):
         """Learn the model's state; vocabularies and ``self.seen`` are already set."""
 
     # ------------------------------------------------------------------- scoring
-    def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
         """Scores of all catalog items, (len(user_idx), n_items) float32.
 
+        ``context`` is what is known about the users at scoring time (e.g. train +
+        valid when testing), on the training vocabularies; models that read a user's
+        history from it (sequential ones) use it, the others ignore it. ``None``
+        means the training interactions.
         The tensor is new: callers (the evaluator, :meth:`recommend`) may mask it in place.
         """
         self._check_fitted()
@@ -162,10 +168,22 @@ class Recommender(ABC):
                 f"user indices outside 0..{len(self.users) - 1}",
                 "use indices of the training user vocabulary",
             )
-        return self._score_indices(user_idx)
+        self._check_context(context)
+        return self._score_indices(user_idx, context)
+
+    def _check_context(self, context: Interactions | None) -> None:
+        """Context indices mean what the model's do only on the same vocabularies."""
+        if context is not None and not (
+            (context.users is self.users or context.users == self.users)
+            and (context.items is self.items or context.items == self.items)
+        ):
+            raise DataError(
+                "the context interactions use other user/item vocabularies than training",
+                "pass parts of the Split the model was trained on",
+            )
 
     @abstractmethod
-    def _score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         """Scores for valid user indices (see :meth:`score_indices`)."""
 
     def score(self, users: Sequence[str], items: Sequence[str] | None = None) -> np.ndarray:
@@ -176,12 +194,17 @@ class Recommender(ABC):
         return scores if items is None else scores[:, self.items.index(items)]
 
     def recommend(
-        self, users: Sequence[str], k: int = 10, exclude_seen: bool = True
+        self,
+        users: Sequence[str],
+        k: int = 10,
+        exclude_seen: bool = True,
+        context: Interactions | None = None,
     ) -> pl.DataFrame:
         """Top-``k`` items per user as rows (user_id, rank, item_id, score), raw IDs only.
 
-        With ``exclude_seen`` a user's training items are never recommended, so a
-        user may get fewer than ``k`` rows.
+        ``context``: the interactions known now (see :meth:`score_indices`). With
+        ``exclude_seen`` a user's training (and context) items are never recommended,
+        so a user may get fewer than ``k`` rows.
         """
         self._check_fitted()
         assert self.users is not None and self.items is not None and self.seen is not None
@@ -189,12 +212,14 @@ class Recommender(ABC):
             raise ConfigError(f"k={k} is invalid", "ask for at least 1 recommendation")
         idx = self.users.index(users)
         k = min(k, len(self.items))
+        self._check_context(context)
+        seen = self.seen if context is None else (self.seen + context.to_csr()).tocsr()
         user_rows, item_rows, score_rows = [], [], []
         for start in range(0, len(idx), _RECOMMEND_BATCH):
             batch = idx[start : start + _RECOMMEND_BATCH]
-            scores = self.score_indices(batch)
+            scores = self.score_indices(batch, context)
             if exclude_seen:
-                rows, cols = self.seen[batch].nonzero()
+                rows, cols = seen[batch].nonzero()
                 scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
             top_scores, top_items = torch.topk(scores, k, dim=1)
             user_rows.append(np.repeat(batch, k))

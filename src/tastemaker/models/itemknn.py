@@ -74,7 +74,7 @@ class ItemKNN(Recommender):
         assert self.seen is not None
         self.similarity = topk_cosine(self.seen, self.config.k, self.config.shrink)
 
-    def _score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         assert self.seen is not None
         block = (self.seen[user_idx] @ self.similarity).toarray()
         return torch.from_numpy(block.astype(np.float32, copy=False))

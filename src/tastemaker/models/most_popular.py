@@ -24,7 +24,7 @@ class MostPopular(Recommender):
         counts = np.bincount(train.indices()[1], minlength=self.n_items)
         self.popularity = torch.from_numpy(counts.astype(np.float32))
 
-    def _score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.popularity.repeat(len(user_idx), 1)
 
     def _state(self) -> dict[str, torch.Tensor]:
