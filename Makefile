@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-recbole clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/evaluation_throughput.py
+
+# RecBole 1.2.1 goes into its own .venv-recbole (created on first use), never into .venv.
+bench-recbole: $(STAMP)
+	$(BIN)/python benchmarks/vs_recbole.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -90,7 +90,9 @@ class PureSVD:
         self.users = torch.from_numpy((u * s).astype(np.float32))
         self.items = torch.from_numpy(vt.T.astype(np.float32).copy())
 
-    def score_indices(self, user_idx: np.ndarray) -> torch.Tensor:
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
         return self.users[torch.from_numpy(user_idx)] @ self.items.T
 
 
