@@ -15,6 +15,7 @@ import polars as pl
 from tastemaker.config import DataConfig, EvalConfig, ModelSpec, SplitConfig
 from tastemaker.data import filters
 from tastemaker.data.dataset import Split
+from tastemaker.data.interactions import Interactions
 from tastemaker.data.sources.registry import load_dataset
 from tastemaker.data.splits import make_split
 from tastemaker.evaluation.ranking import evaluate_split
@@ -58,7 +59,10 @@ def evaluate(
 
 
 def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 10) -> pl.DataFrame:
-    """Top-``k`` unseen items for ``users``, with titles (raw IDs in, raw IDs out)."""
-    recs = model.recommend(list(users), k=k)
+    """Top-``k`` items ``users`` never interacted with, with titles (raw IDs in and out)."""
+    # Everything known about the users: sequential models condition on it, and none of
+    # it is recommended back.
+    known = Interactions.concat([split.train, split.valid, split.test])
+    recs = model.recommend(list(users), k=k, context=known)
     titles = split.catalog.frame.select("item_id", "title")
     return recs.join(titles, on="item_id", how="left", maintain_order="left")
