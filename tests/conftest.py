@@ -28,6 +28,18 @@ def shared_data(name: str) -> Path:
     return path
 
 
+def most_active(ds: Dataset, n_users: int) -> Dataset:
+    """``ds`` restricted to its ``n_users`` most active users (ties by user ID)."""
+    ratings = ds.interactions.frame
+    active = (
+        ratings.group_by("user_id")
+        .len()
+        .sort(["len", "user_id"], descending=[True, False])
+        .head(n_users)["user_id"]
+    )
+    return ds.replace(interactions=ratings.filter(pl.col("user_id").is_in(active.implode())))
+
+
 def make_dataset(rows: list[tuple[str, str, float, int]], n_items: int | None = None) -> Dataset:
     """A Dataset from (user, item, rating, timestamp) rows; items named i0..i{n-1}."""
     frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")

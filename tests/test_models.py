@@ -32,23 +32,15 @@ from tastemaker.models import (
     register,
 )
 
-from .conftest import shared_data
+from .conftest import most_active, shared_data
 
 
 # ----------------------------------------------------------------------- data
 @pytest.fixture(scope="module")
 def small() -> Split:
     """ml-latest-small restricted to its 200 most active users, random 8:1:1."""
-    dataset = load_movielens(shared_data("ml-latest-small"))
-    ratings = dataset.interactions.frame
-    active = (
-        ratings.group_by("user_id")
-        .len()
-        .sort(["len", "user_id"], descending=[True, False])
-        .head(200)["user_id"]
-    )
-    kept = ratings.filter(pl.col("user_id").is_in(active.implode()))
-    return random_ratio(dataset.replace(interactions=kept), seed=42)
+    dataset = most_active(load_movielens(shared_data("ml-latest-small")), 200)
+    return random_ratio(dataset, seed=42)
 
 
 @pytest.fixture(scope="module")

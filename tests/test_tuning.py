@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 
@@ -39,7 +38,7 @@ from tastemaker.tuning import (
     tune,
 )
 
-from .conftest import shared_data
+from .conftest import most_active, shared_data
 from .test_cli import assert_user_error, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,16 +56,8 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def small() -> Split:
-    dataset = load_movielens(shared_data("ml-latest-small"))
-    ratings = dataset.interactions.frame
-    active = (
-        ratings.group_by("user_id")
-        .len()
-        .sort(["len", "user_id"], descending=[True, False])
-        .head(100)["user_id"]
-    )
-    kept = ratings.filter(pl.col("user_id").is_in(active.implode()))
-    return random_ratio(k_core(dataset.replace(interactions=kept), 1, 10), seed=42)
+    dataset = most_active(load_movielens(shared_data("ml-latest-small")), 100)
+    return random_ratio(k_core(dataset, 1, 10), seed=42)
 
 
 def valid_ndcg(model: Recommender, split: Split) -> float:
