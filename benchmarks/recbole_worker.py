@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vs_recbole import METRIC, worker_main
+from vs_recbole import METRIC, outcome, worker_main
 
 # RecBole's own checkpoints hold numpy objects, which torch>=2.6 refuses to load by default.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
@@ -123,12 +121,11 @@ def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repe
         stopped_by_budget = True
     fit_seconds = time.perf_counter() - start
 
-    test = trainer.evaluate(test_data, load_best_model=True)  # the best checkpoint
-    eval_seconds = []
-    for _ in range(eval_repeats):
-        begin = time.perf_counter()
-        trainer.evaluate(test_data, load_best_model=False)
-        eval_seconds.append(time.perf_counter() - begin)
+    trainer.evaluate(test_data, load_best_model=True)  # restore the best checkpoint once
+
+    def test() -> dict[str, float]:
+        return trainer.evaluate(test_data, load_best_model=False)
+
     return {
         "toolkit": "recbole",
         "version": recbole.__version__,
@@ -143,14 +140,7 @@ def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repe
             "valid": len(valid_data._dataset),
             "test": len(test_data._dataset),
         },
-        "epochs": epochs,
-        "stopped_by_budget": stopped_by_budget,
-        "fit_seconds": fit_seconds,
-        "best_valid": max(e[METRIC] for e in epochs if e[METRIC] is not None),
-        "test": {"ndcg@10": float(test["ndcg@10"]), "recall@10": float(test["recall@10"])},
-        "eval_seconds": statistics.median(eval_seconds),
-        "eval_seconds_all": eval_seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **outcome(epochs, stopped_by_budget, fit_seconds, test, eval_repeats),
     }
 
 

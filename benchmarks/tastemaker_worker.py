@@ -16,14 +16,12 @@ reported.
 
 from __future__ import annotations
 
-import resource
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vs_recbole import METRIC, worker_main
+from vs_recbole import METRIC, outcome, worker_main
 
 
 def model_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -90,12 +88,6 @@ def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repe
     def test() -> dict[str, float]:
         return evaluate_split(recommender, split, "test", ks=(10,), metrics=("ndcg", "recall"))
 
-    result = test()
-    eval_seconds = []
-    for _ in range(eval_repeats):
-        begin = time.perf_counter()
-        test()
-        eval_seconds.append(time.perf_counter() - begin)
     return {
         "toolkit": "tastemaker",
         "version": tastemaker.__version__,
@@ -110,14 +102,9 @@ def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repe
             "valid": len(split.valid),
             "test": len(split.test),
         },
-        "epochs": epochs,
-        "stopped_by_budget": len(trained) < len(recommender.training_log),
-        "fit_seconds": fit_seconds,
-        "best_valid": max(e[METRIC] for e in epochs if e[METRIC] is not None),
-        "test": {"ndcg@10": result["ndcg@10"], "recall@10": result["recall@10"]},
-        "eval_seconds": statistics.median(eval_seconds),
-        "eval_seconds_all": eval_seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **outcome(
+            epochs, len(trained) < len(recommender.training_log), fit_seconds, test, eval_repeats
+        ),
     }
 
 

@@ -91,6 +91,36 @@ def worker_main(run: Callable[..., dict[str, Any]], doc: str, argv: list[str] | 
     args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
+def outcome(
+    epochs: list[dict[str, Any]],
+    stopped_by_budget: bool,
+    fit_seconds: float,
+    test: Callable[[], dict[str, float]],
+    eval_repeats: int,
+) -> dict[str, Any]:
+    """The record fields both workers measure the same way: the training log, the
+    test metrics, the median of ``eval_repeats`` timed test evaluations, peak RSS."""
+    import resource
+    import time
+
+    metrics = test()
+    eval_seconds = []
+    for _ in range(eval_repeats):
+        begin = time.perf_counter()
+        test()
+        eval_seconds.append(time.perf_counter() - begin)
+    return {
+        "epochs": epochs,
+        "stopped_by_budget": stopped_by_budget,
+        "fit_seconds": fit_seconds,
+        "best_valid": max(e[METRIC] for e in epochs if e[METRIC] is not None),
+        "test": {k: float(metrics[k]) for k in ("ndcg@10", "recall@10")},
+        "eval_seconds": statistics.median(eval_seconds),
+        "eval_seconds_all": eval_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 # ------------------------------------------------------------------- driver side
 def recbole_python() -> Path:
     """``.venv-recbole``'s interpreter, creating and filling the environment if needed."""
