@@ -68,11 +68,23 @@ class ModelSpec(_Config):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class FeaturesConfig(_Config):
+    """How item content becomes vectors for multimodal models (cached in an embedding store)."""
+
+    text_model: str | None = Field(None, description="sentence-transformers id or path")
+    image_model: str | None = Field(None, description="vision model id or path")
+    template: str | None = Field(None, description="item text template, e.g. '{title}. {genres}'")
+    store: Path | None = Field(
+        None, description="embedding cache folder (default $TASTEMAKER_HOME/embeddings)"
+    )
+
+
 SECTIONS: dict[str, type[_Config]] = {
     "data": DataConfig,
     "split": SplitConfig,
     "eval": EvalConfig,
     "model": ModelSpec,
+    "features": FeaturesConfig,
 }
 
 

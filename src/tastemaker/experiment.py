@@ -7,20 +7,25 @@ directly. Model selection uses the validation part only; :func:`evaluate` on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
-from tastemaker.config import DataConfig, EvalConfig, ModelSpec, SplitConfig
+from tastemaker.config import DataConfig, EvalConfig, FeaturesConfig, ModelSpec, SplitConfig
 from tastemaker.data import filters
+from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.sources.registry import load_dataset
 from tastemaker.data.splits import make_split
+from tastemaker.encoders.base import ItemEmbeddings
+from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
+from tastemaker.models.multimodal import requires_features
 from tastemaker.models.registry import create_model
 
 
@@ -36,10 +41,52 @@ def prepare(data: DataConfig, split: SplitConfig) -> Split:
     return make_split(ds, split.kind, ratios=split.ratios, seed=split.seed)
 
 
-def train(split: Split, spec: ModelSpec) -> Recommender:
-    """Fit a registered model on train, early-stopping on validation when there is one."""
+def item_features(
+    catalog: Catalog,
+    modalities: Iterable[str] = ("text",),
+    cfg: FeaturesConfig | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, ItemEmbeddings]:
+    """Vectors of ``catalog``'s items for each modality, through the embedding store."""
+    from tastemaker.data.sources.registry import default_cache_dir
+    from tastemaker.encoders.base import create_encoder
+    from tastemaker.encoders.store import EmbeddingStore, encode_catalog
+
+    cfg = cfg or FeaturesConfig()
+    store = EmbeddingStore(Path(cfg.store or default_cache_dir().parent / "embeddings"))
+    settings: dict[str, dict[str, object]] = {
+        "text": {"model": cfg.text_model, "template": cfg.template},
+        "image": {"model": cfg.image_model},
+    }
+    features = {}
+    for modality in dict.fromkeys(modalities):
+        if modality not in settings:
+            raise ConfigError(f"unknown modality '{modality}'", "use 'text' and/or 'image'")
+        params = {k: v for k, v in settings[modality].items() if v is not None}
+        encoder = create_encoder(modality, **params)
+        features[modality] = encode_catalog(catalog, encoder, store, progress=progress)
+    return features
+
+
+def train(
+    split: Split,
+    spec: ModelSpec,
+    features: Mapping[str, ItemEmbeddings] | FeaturesConfig | None = None,
+) -> Recommender:
+    """Fit a registered model on train, early-stopping on validation when there is one.
+
+    Multimodal models also get item ``features``: given, or encoded (cached) from the
+    split's catalog as a :class:`FeaturesConfig` says (defaults when None).
+    """
     model = create_model(spec.name, **spec.params)
-    return model.fit(split.train, split.valid if len(split.valid) else None)
+    valid = split.valid if len(split.valid) else None
+    if not requires_features(model):
+        return model.fit(split.train, valid)
+    if features is None or isinstance(features, FeaturesConfig):
+        modalities = model.config.modalities  # type: ignore[attr-defined]
+        features = item_features(split.catalog, modalities, features)
+    return model.fit(split.train, valid, features=features)  # type: ignore[call-arg]
 
 
 def evaluate(

@@ -247,6 +247,14 @@ class Recommender(ABC):
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`_state` returned (vocabularies are already set)."""
 
+    def _fixed_state(self) -> dict[str, torch.Tensor]:
+        """Tensors saved with the model that training does not change (item content features)."""
+        return {}
+
+    def _load_fixed_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take back what :meth:`_fixed_state` saved, removing its keys from ``tensors``."""
+        return None  # no fixed state by default
+
     def save(self, path: Path | str) -> Path:
         """Write the model to the folder ``path`` atomically (config, weights, IDs, log)."""
         from safetensors.torch import save_file
@@ -263,6 +271,7 @@ class Recommender(ABC):
         }
         tensors = {
             **self._state(),
+            **self._fixed_state(),
             _SEEN_INDPTR: torch.from_numpy(self.seen.indptr.astype(np.int64)),
             _SEEN_INDICES: torch.from_numpy(self.seen.indices.astype(np.int64)),
         }
@@ -327,6 +336,7 @@ class Recommender(ABC):
             (np.ones(len(indices), np.float32), indices, tensors.pop(_SEEN_INDPTR).numpy()),
             shape=(len(model.users), len(model.items)),
         )
+        model._load_fixed_state(tensors)
         model._load_state(tensors)
         if (path / LOG_FILE).is_file():
             model.training_log = _read_json(path / LOG_FILE, refit)
