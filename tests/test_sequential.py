@@ -185,6 +185,26 @@ def test_outputs_are_causal(cls: type[SequentialRecommender], toy: Dataset) -> N
     assert not torch.allclose(before[:, 3:], after[:, 3:])
 
 
+def test_sasrec_scoring_path_equals_the_full_forward_pass(toy: Dataset) -> None:
+    """Scoring runs the last layer for the last position only, in chunks of users: it must
+    give the states of the plain forward pass, for every history length."""
+    model = SASRec(max_len=6, epochs=1, n_layers=2, hidden_size=32, n_heads=2).fit(
+        toy.interactions
+    )
+    assert model.network is not None
+    model.network.eval()
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([6, 1, 3, 5, 2, 4] * 50)  # 300 rows: more than one scoring chunk
+    sequences = torch.randint(model.n_items, (len(lengths), 6), generator=generator)
+    sequences[torch.arange(6) >= lengths[:, None]] = model.n_items  # right padding
+    model.sequences, model.lengths = sequences, lengths
+    with torch.no_grad():
+        full = model.network(sequences)[torch.arange(len(lengths)), lengths - 1]
+    fast = model.user_states(np.arange(len(lengths)))
+    assert torch.allclose(fast, full, atol=1e-5)
+    assert not torch.allclose(fast[0], fast[1])
+
+
 @pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
 def test_bpr_loss_trains(cls: type[SequentialRecommender], toy: Dataset) -> None:
     state = torch.get_rng_state()

@@ -36,6 +36,7 @@ from tastemaker.models.base import TrainableConfig
 from tastemaker.models.training import IterativeRecommender
 
 SEQUENCES, LENGTHS, NETWORK = "sequences", "lengths", "network."
+_STATE_CHUNK = 128  # users per network call when scoring
 # (context, its sequences, its lengths)
 _ContextCache = tuple[weakref.ref[Interactions], torch.Tensor, torch.Tensor]
 
@@ -128,6 +129,12 @@ class SequenceNetwork(torch.nn.Module):
     a state is scored against ``item_embedding`` (``n_items + 1`` rows, the last is padding)."""
 
     item_embedding: torch.nn.Embedding
+
+    def last_states(self, sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The state after each row's last item, ``(B, d)`` (inference; networks may do
+        less work here than a full :meth:`forward`)."""
+        states = self(sequences)
+        return states[torch.arange(len(sequences)), (lengths - 1).clamp(min=0)]
 
 
 class SequentialRecommender(IterativeRecommender):
@@ -246,10 +253,17 @@ class SequentialRecommender(IterativeRecommender):
         assert self.network is not None
         sequences, lengths = self._history(context)
         idx = torch.from_numpy(np.asarray(user_idx, dtype=np.int64))
-        lengths = lengths[idx]
         self.network.eval()
-        states = self.network(_trim(sequences[idx], lengths))
-        return states[torch.arange(len(idx)), (lengths - 1).clamp(min=0)]
+        states = []
+        # Chunks small enough for the activations to stay in cache: ~1.5x faster on CPU
+        # than one large batch (benchmarks/results/vs_recbole.md).
+        for chunk in idx.split(_STATE_CHUNK):
+            chunk_lengths = lengths[chunk]
+            sequences_chunk = _trim(sequences[chunk], chunk_lengths)
+            states.append(self.network.last_states(sequences_chunk, chunk_lengths))
+        if not states:
+            return torch.zeros(0, self.network.item_embedding.embedding_dim)
+        return torch.cat(states)
 
     @torch.no_grad()
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
