@@ -1,0 +1,1 @@
+"""Personalized multimodal generation (PMG): from a user's history to an image."""
