@@ -48,6 +48,10 @@ def _register() -> None:
     app.command("tune")(tune.tune)
     app.command("report")(tune.report)
 
+    from tastemaker.cli import pretrain
+
+    app.add_typer(pretrain.app, name="pretrain")
+
 
 _register()
 
