@@ -94,6 +94,9 @@ def test_concat_appends_rows_on_shared_vocabularies(toy: Dataset) -> None:
     both = Interactions.concat([split.train, split.valid])
     assert len(both) == len(split.train) + len(split.valid)
     assert both.users is split.train.users and both.items is split.train.items
+    fresh = split.train.with_frame(both.frame)  # indices encoded from the raw IDs
+    for reused, encoded in zip(both.indices(), fresh.indices(), strict=True):
+        assert np.array_equal(reused, encoded)
     with pytest.raises(DataError, match="vocabularies"):
         Interactions.concat([split.train, Interactions(split.valid.frame)])
 

@@ -109,7 +109,12 @@ class Interactions:
                     "the interactions to concatenate use different user or item vocabularies",
                     "concatenate parts of one Split (they share its Vocabs)",
                 )
-        return first.with_frame(pl.concat([part.frame for part in parts], how="vertical"))
+        joined = first.with_frame(pl.concat([part.frame for part in parts], how="vertical"))
+        # The parts' indices (usually cached already) are the joined rows' indices: no
+        # re-encoding when the evaluator builds its context for every call.
+        users, items = zip(*(part.indices() for part in parts), strict=True)
+        joined._indices = (np.concatenate(users), np.concatenate(items))
+        return joined
 
     def indices(self) -> tuple[np.ndarray, np.ndarray]:
         """(user index, item index) of every row, as int64 arrays."""
