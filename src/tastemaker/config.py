@@ -8,6 +8,7 @@ the command line win over the file.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,9 @@ class SplitConfig(_Config):
     kind: Literal["loo", "ratio", "temporal", "cold_start"] = "ratio"
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
+    cold_items: float | None = Field(
+        None, gt=0, lt=1, description="cold_start: hold out this share of items, split the rest"
+    )
 
     @field_validator("ratios", mode="before")
     @classmethod
@@ -101,8 +105,9 @@ def validate(cls: type[_Config], values: dict[str, Any], where: str = "config") 
         ) from exc
 
 
-def read_toml(path: Path | None) -> dict[str, Any]:
-    """The tables of a TOML config file (empty when ``path`` is None)."""
+def read_toml(path: Path | None, known: Sequence[str] | None = None) -> dict[str, Any]:
+    """The tables of a TOML config file (empty when ``path`` is None); ``known``: the keys
+    allowed at the top level (default: the run sections and ``tune``)."""
     if path is None:
         return {}
     path = Path(path)
@@ -114,11 +119,12 @@ def read_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc})", "fix its syntax"
         ) from exc
-    unknown = set(tables) - set(SECTIONS) - {"tune"}
+    known = [*SECTIONS, "tune"] if known is None else list(known)
+    unknown = set(tables) - set(known)
     if unknown:
         raise ConfigError(
             f"config file {path} has unknown table(s): {', '.join(sorted(unknown))}",
-            f"use tables {', '.join([*SECTIONS, 'tune'])}",
+            f"use tables {', '.join(known)}",
         )
     return tables
 

@@ -38,7 +38,9 @@ def prepare(data: DataConfig, split: SplitConfig) -> Split:
         ds = filters.implicit(ds, data.threshold)
     if data.min_user > 1 or data.min_item > 1:
         ds = filters.k_core(ds, data.min_user, data.min_item)
-    return make_split(ds, split.kind, ratios=split.ratios, seed=split.seed)
+    return make_split(
+        ds, split.kind, ratios=split.ratios, seed=split.seed, cold_items=split.cold_items
+    )
 
 
 def item_features(

@@ -6,7 +6,11 @@
 * ``ratio``      per-user random ratio split (RecBole's ``RS`` with ``order: RO``).
 * ``temporal``   one global time cut: the latest interactions are test.
 * ``cold_start`` items are split, not interactions: valid and test items never occur
-                 in training, so only content can score them.
+                 in training, so only content can score them. With ``cold_items`` only
+                 that share of the items is held out (half to valid, half to test, by
+                 ``ratios``) and the other items' interactions are split per user like
+                 ``ratio``, so test holds warm and cold interactions side by side
+                 (:mod:`tastemaker.evaluation.cold_start` reports them separately).
 """
 
 from __future__ import annotations
@@ -90,7 +94,12 @@ def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: i
     given one row while train keeps more than one.
     """
     r = _check_ratios(ratios)
-    frame = ds.interactions.frame
+    labelled = _per_user_ratio(ds.interactions.frame, r, seed)
+    return _build(ds, labelled, "ratio", seed, {"ratios": list(r)})
+
+
+def _per_user_ratio(frame: pl.DataFrame, r: Ratios, seed: int) -> pl.DataFrame:
+    """``frame`` shuffled, with each user's rows labelled train/valid/test by ``r``."""
     order = np.random.default_rng(seed).permutation(frame.height)
     shuffled = frame[order].with_columns(
         _pos=pl.int_range(pl.len()).over(USER_ID), _n=pl.len().over(USER_ID)
@@ -105,8 +114,7 @@ def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: i
         train -= bump
     pos = shuffled["_pos"].to_numpy()
     part = np.where(pos < train, 0, np.where(pos < train + valid, 1, 2)).astype(np.int8)
-    labelled = shuffled.drop("_pos", "_n").with_columns(pl.Series(_PART, part))
-    return _build(ds, labelled, "ratio", seed, {"ratios": list(r)})
+    return shuffled.drop("_pos", "_n").with_columns(pl.Series(_PART, part))
 
 
 def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:
@@ -123,18 +131,49 @@ def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:
     )
 
 
-def cold_start(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> Split:
-    """Split the interacted items by ``ratios``; each interaction follows its item."""
+def cold_start(
+    ds: Dataset,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    cold_items: float | None = None,
+) -> Split:
+    """Split the interacted items by ``ratios``; each interaction follows its item.
+
+    With ``cold_items`` (a share in (0, 1)) that share of the items is cold: their
+    interactions go to valid and test, split by item in the proportion of
+    ``ratios[1]:ratios[2]``; the warm items' interactions are split per user at
+    random by ``ratios``, as in :func:`random_ratio`.
+    """
     r = _check_ratios(ratios)
     frame = ds.interactions.frame
     items = frame[ITEM_ID].unique().sort().to_numpy()
     shuffled = items[np.random.default_rng(seed).permutation(len(items))]
-    cut_train, cut_valid = round(r[0] * len(items)), round((r[0] + r[1]) * len(items))
+    params: dict[str, Any] = {"ratios": list(r)}
+    if cold_items is None:
+        cut_train, cut_valid = round(r[0] * len(items)), round((r[0] + r[1]) * len(items))
+    else:
+        if not 0 < cold_items < 1:
+            raise ConfigError(
+                f"cold_items={cold_items} is not a share of the items",
+                "give a share between 0 and 1, e.g. 0.2",
+            )
+        if r[1] + r[2] == 0:
+            raise ConfigError(
+                f"ratios {list(ratios)} leave the cold items no valid or test part",
+                "give valid and test ratios, e.g. 8:1:1",
+            )
+        n_cold = round(cold_items * len(items))
+        cut_train = len(items) - n_cold
+        cut_valid = cut_train + round(n_cold * r[1] / (r[1] + r[2]))
+        params["cold_items"] = cold_items
     codes = np.zeros(len(items), dtype=np.int8)
     codes[cut_train:cut_valid], codes[cut_valid:] = 1, 2
     table = pl.DataFrame({ITEM_ID: shuffled, _PART: codes})
     labelled = frame.join(table, on=ITEM_ID, how="left", maintain_order="left")
-    return _build(ds, labelled, "cold_start", seed, {"ratios": list(r)})
+    if cold_items is not None:
+        warm = labelled.filter(pl.col(_PART) == 0).drop(_PART)
+        labelled = pl.concat([_per_user_ratio(warm, r, seed), labelled.filter(pl.col(_PART) != 0)])
+    return _build(ds, labelled, "cold_start", seed, params)
 
 
 SPLITS: dict[str, Callable[..., Split]] = {
@@ -146,11 +185,23 @@ SPLITS: dict[str, Callable[..., Split]] = {
 
 
 def make_split(
-    ds: Dataset, kind: str, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+    ds: Dataset,
+    kind: str,
+    *,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    cold_items: float | None = None,
 ) -> Split:
     """Dispatch by name, passing only the parameters a split kind uses."""
     if kind not in SPLITS:
         raise ConfigError(f"unknown split '{kind}'", f"use one of: {', '.join(SPLITS)}")
+    if cold_items is not None:
+        if kind != "cold_start":
+            raise ConfigError(
+                f"cold_items is a setting of the cold_start split, not of '{kind}'",
+                "use kind cold_start with cold_items, or drop cold_items",
+            )
+        return cold_start(ds, ratios, seed=seed, cold_items=cold_items)
     if kind == "loo":
         return leave_one_out(ds)
     if kind == "temporal":

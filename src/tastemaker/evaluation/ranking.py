@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ConfigError, DataError
-from tastemaker.evaluation.metrics import METRICS, coverage
+from tastemaker.evaluation.metrics import METRICS
 
 if TYPE_CHECKING:
     import torch
@@ -104,8 +104,10 @@ def _score_block(
     n_items: int,
     excluded: sp.csr_matrix,
     context: Interactions | None,
+    blocked: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """Scores of one user chunk with excluded items at -inf (the scorer's tensor untouched)."""
+    """Scores of one user chunk with excluded (and ``blocked``) items at -inf (the
+    scorer's tensor untouched)."""
     import torch
 
     scores = torch.as_tensor(scorer.score_indices(users, context=context))
@@ -116,13 +118,39 @@ def _score_block(
             "evaluate a model trained on this data set's split (same item vocabulary)",
         )
     rows, cols = _row_coords(excluded[users])
-    if rows.size:
+    if rows.size or blocked is not None:
         # A contiguous copy, so a view of the scorer's own state is never written into;
         # filling a flat view is several times faster than 2-D index_put.
         scores = scores.clone(memory_format=torch.contiguous_format)
+    if rows.size:
         flat = torch.from_numpy(rows * n_items + cols).to(scores.device)
         scores.view(-1).index_fill_(0, flat, float("-inf"))
+    if blocked is not None:
+        scores.index_fill_(1, torch.from_numpy(blocked).to(scores.device), float("-inf"))
     return scores
+
+
+def _blocked_items(
+    candidates: np.ndarray | None, truth: sp.csr_matrix, n_items: int
+) -> np.ndarray | None:
+    """The items outside ``candidates`` (None: every item is a candidate)."""
+    if candidates is None:
+        return None
+    allowed = np.zeros(n_items, dtype=bool)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if candidates.size == 0 or candidates.min() < 0 or candidates.max() >= n_items:
+        raise ConfigError(
+            f"candidates must be item indices in 0..{n_items - 1} (got {candidates.size})",
+            "pass the indices of at least one catalog item",
+        )
+    allowed[candidates] = True
+    if not allowed[truth.indices].all():
+        raise DataError(
+            "some truth interactions are on items outside the candidates, so they could "
+            "never be found",
+            "keep only the truth interactions on candidate items",
+        )
+    return np.flatnonzero(~allowed)
 
 
 def evaluate(
@@ -133,6 +161,7 @@ def evaluate(
     metrics: Sequence[str] = tuple(METRICS),
     batch_size: int = 1024,
     progress: bool = False,
+    candidates: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``scorer`` against ``truth``, averaged over users.
 
@@ -143,6 +172,8 @@ def evaluate(
     ``"<metric>@<k>"`` for every metric and K, ``"coverage@<k>"`` (share of the
     catalog in at least one evaluated user's top K) and ``"n_users"``. An item scored
     ``-inf`` (excluded, or by the scorer) is treated as not recommended.
+    ``candidates`` (item indices) restricts the ranking, and coverage, to those items
+    (e.g. cold items only); every truth interaction must be on one of them.
     """
     import torch
     from tqdm.auto import tqdm
@@ -159,6 +190,7 @@ def evaluate(
     context = Interactions.concat(exclude) if len(exclude) > 1 else next(iter(exclude), None)
     truth_matrix = truth.to_csr()
     truth_matrix.sort_indices()
+    blocked = _blocked_items(candidates, truth_matrix, n_items)
     n_relevant = np.diff(truth_matrix.indptr).astype(np.int64)
     users = np.flatnonzero(n_relevant)
 
@@ -168,7 +200,7 @@ def evaluate(
     with bar, torch.no_grad():  # no autograd graph for models that score with gradients on
         for start in range(0, len(users), batch_size):
             chunk = users[start : start + batch_size]
-            scores = _score_block(scorer, chunk, n_items, excluded, context)
+            scores = _score_block(scorer, chunk, n_items, excluded, context, blocked)
             top_scores, top_idx = torch.topk(scores, ks[-1], dim=1)
             if torch.isnan(top_scores).any():  # topk ranks NaN above every number
                 raise DataError(
@@ -186,7 +218,8 @@ def evaluate(
             bar.update(len(chunk))
 
     result = {key: total / len(users) for key, total in totals.items()}
-    result.update({f"coverage@{k}": coverage(np.flatnonzero(seen[k]), n_items) for k in ks})
+    n_ranked = n_items if blocked is None else n_items - len(blocked)
+    result.update({f"coverage@{k}": int(np.count_nonzero(seen[k])) / n_ranked for k in ks})
     result["n_users"] = float(len(users))
     return result
 
