@@ -52,6 +52,11 @@ def _register() -> None:
 
     app.add_typer(pretrain.app, name="pretrain")
 
+    from tastemaker.cli import generate
+
+    app.add_typer(generate.app, name="generate")
+    app.command("evaluate-generation")(generate.evaluate_generation)
+
 
 _register()
 

@@ -1,0 +1,461 @@
+"""Preference extraction quality offline: do a user's keywords find the movies they like next?
+
+Run with ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pmg_preferences.py`` (``--help``).
+
+PMG (Shen et al., WWW 2024) summarises a user's liked items into preference
+keywords. Without generated images to judge, this measures the keywords on the
+task they must serve: on ml-latest-small, each sampled user's interactions are
+cut in time where half of their liked movies (rating >= 4) lie before the cut.
+Keywords are extracted from the first part (the serialized history of at most
+``--history-items`` liked movies, newest first); the keyword phrase is embedded
+with all-MiniLM-L6-v2 and the movies with at least ``--min-item-ratings`` ratings
+before the cuts (without that, thousands of once-rated movies whose short texts
+are mostly genre lists crowd every top 20) that the user has not rated before
+the cut are ranked by cosine similarity to it (movie text "Title. Genres: ...
+Tags: ...", the shared embedding store's vectors). Recall@20 and NDCG@20 of the
+liked movies after the cut (those outside the ranked set count as misses) compare:
+
+* ``smollm2``: :class:`LLMKeywordExtractor` with SmolLM2-135M-Instruct (offline GGUF),
+* ``statistical``: :class:`StatisticalKeywordExtractor` (lift over the population + MMR),
+* ``popular``: the 8 commonest genre/tag values over all sampled histories (one list for all),
+* ``random user``: another sampled user's keywords (a derangement), per extractor,
+* ``history text``: the serialized history itself as the query, a reference without keywords.
+
+Writes ``benchmarks/results/pmg_preferences.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from tastemaker.atomic import atomic_path, write_text
+from tastemaker.data.catalog import Catalog
+from tastemaker.data.interactions import ITEM_ID, RATING, TIMESTAMP, USER_ID, Interactions
+from tastemaker.data.sources.registry import load_dataset
+from tastemaker.encoders import EmbeddingStore, TextEncoder, encode_catalog
+from tastemaker.evaluation.metrics import ndcg, recall
+from tastemaker.generation.history import HistoryConfig, UserHistory, build_history
+from tastemaker.generation.keywords import (
+    Keywords,
+    LLMKeywordExtractor,
+    StatisticalKeywordExtractor,
+    popular_keywords,
+)
+from tastemaker.llm import create_llm
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+STORE = Path("/work/cache/embeddings")
+RESULTS = Path(__file__).resolve().parent / "results"
+LIKED = 4.0
+
+
+def cut_users(
+    frame: pl.DataFrame, users: int, min_liked: int, seed: int
+) -> tuple[list[str], pl.DataFrame, pl.DataFrame]:
+    """Sampled users, and every user's interactions before / after their time cut.
+
+    A user's rows sorted by (timestamp, item) are cut after the row holding their
+    ``ceil(liked / 2)``-th liked movie; users with fewer than ``min_liked`` liked
+    movies are not sampled.
+    """
+    liked = (pl.col(RATING) >= LIKED).cast(pl.Int32)
+    ordered = frame.sort([USER_ID, TIMESTAMP, ITEM_ID]).with_columns(
+        liked.alias("liked"),
+        liked.cum_sum().over(USER_ID).alias("liked_so_far"),
+        ((liked.sum().over(USER_ID) + 1) // 2).alias("half"),
+        liked.sum().over(USER_ID).alias("liked_total"),
+    )
+    # before the cut: rows before the half-th liked movie, and that movie itself
+    in_first = (pl.col("liked_so_far") < pl.col("half")) | (
+        (pl.col("liked_so_far") == pl.col("half")) & (pl.col("liked") == 1)
+    )
+    first, rest = ordered.filter(in_first), ordered.filter(~in_first)
+    eligible = sorted(
+        ordered.filter(pl.col("liked_total") >= min_liked)[USER_ID].unique().to_list(), key=int
+    )
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(eligible, size=min(users, len(eligible)), replace=False), key=int)
+    columns = [USER_ID, ITEM_ID, RATING, TIMESTAMP]
+    return [str(u) for u in chosen], first.select(columns), rest.select(columns)
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A random permutation of range(n) with no fixed point (user i gets someone else's)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if n < 2 or not (perm == np.arange(n)).any():
+            return perm
+
+
+def rank_metrics(
+    queries: list[str],
+    encoder: TextEncoder,
+    items: np.ndarray,
+    item_ok: np.ndarray,
+    known: list[np.ndarray],
+    relevant: list[np.ndarray],
+    k: int,
+) -> dict[str, np.ndarray]:
+    """Recall@k and NDCG@k per user of ranking the items by cosine to each query text.
+
+    An empty query (no keywords) ranks nothing: both metrics are 0 for that user.
+    """
+    vectors, _ = encoder.embed([q or " " for q in queries])
+    scores = vectors @ items.T
+    scores[:, ~item_ok] = -np.inf
+    hits = np.zeros((len(queries), k), dtype=bool)
+    for u, (seen, liked) in enumerate(zip(known, relevant, strict=True)):
+        if not queries[u]:
+            continue
+        row = scores[u].copy()
+        row[seen] = -np.inf
+        top = np.argpartition(-row, k)[:k]
+        top = top[np.argsort(-row[top], kind="stable")]
+        hits[u] = np.isin(top, liked)
+    n_relevant = np.array([len(r) for r in relevant])
+    return {f"recall@{k}": recall(hits, n_relevant), f"ndcg@{k}": ndcg(hits, n_relevant)}
+
+
+def bootstrap_ci(values: np.ndarray, seed: int, rounds: int = 2000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(per_user: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric, values in per_user.items():
+        low, high = bootstrap_ci(values, seed)
+        out[metric] = {
+            "mean": float(values.mean()),
+            "median": float(np.median(values)),
+            "ci95": [low, high],
+        }
+    return out
+
+
+def paired(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
+    """Mean difference a - b with its bootstrap interval, and how often a beats / loses to b."""
+    low, high = bootstrap_ci(a - b, seed)
+    return {
+        "mean_diff": float((a - b).mean()),
+        "ci95": [low, high],
+        "wins": int((a > b).sum()),
+        "losses": int((a < b).sum()),
+        "ties": int((a == b).sum()),
+    }
+
+
+def extract_llm(
+    histories: list[UserHistory], batch_size: int, retries: int
+) -> tuple[list[Keywords], float, float]:
+    """SmolLM2 keywords of every history, the model's load seconds, and the extraction seconds."""
+    llm = create_llm(batch_size=batch_size)
+    start = time.perf_counter()
+    llm.load()  # type: ignore[attr-defined]
+    load_s = time.perf_counter() - start
+    extractor = LLMKeywordExtractor(llm, n=8, retries=retries)
+    start = time.perf_counter()
+    results = extractor.extract_users(histories, strict=False)
+    return results, load_s, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100, help="users sampled (seeded)")
+    parser.add_argument("--min-liked", type=int, default=20, help="liked movies a user needs")
+    parser.add_argument("--history-items", type=int, default=20, help="history cap (items)")
+    parser.add_argument("--k", type=int, default=20, help="cut-off of Recall@k / NDCG@k")
+    parser.add_argument(
+        "--min-item-ratings",
+        type=int,
+        default=10,
+        help="rank only movies with this many ratings before the cuts (0: every movie)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8, help="SmolLM2 generation batch")
+    parser.add_argument("--retries", type=int, default=1, help="LLM retries after a bad reply")
+    parser.add_argument("--no-llm", action="store_true", help="skip SmolLM2 (fast check)")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--store", type=Path, default=STORE, help="shared embedding store")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data} is missing: put ml-latest-small there (../shared/data)")
+    torch.set_num_threads(1)
+    wall = time.perf_counter()
+
+    ds = load_dataset(args.data)
+    catalog: Catalog = ds.catalog
+    users, first, rest = cut_users(ds.interactions.frame, args.users, args.min_liked, args.seed)
+    before = Interactions(first, items=catalog.vocab)
+    config = HistoryConfig(min_rating=LIKED, max_items=args.history_items)
+    histories = [build_history(catalog, before, u, config) for u in users]
+
+    encoder = TextEncoder()
+    item_vectors = encode_catalog(catalog, encoder, EmbeddingStore(args.store)).align(catalog.vocab)
+    rankable = item_vectors.mask.copy()
+    if args.min_item_ratings > 0:  # obscure movies (short texts) crowd the top otherwise
+        counts = first.group_by(ITEM_ID).len().filter(pl.col("len") >= args.min_item_ratings)
+        rankable &= np.isin(
+            np.arange(len(catalog.vocab)), catalog.vocab.index(counts[ITEM_ID].to_list())
+        )
+    index = catalog.vocab
+    known = [index.index(first.filter(pl.col(USER_ID) == u)[ITEM_ID].to_list()) for u in users]
+    liked_after = rest.filter(pl.col(RATING) >= LIKED)
+    relevant = [
+        index.index(liked_after.filter(pl.col(USER_ID) == u)[ITEM_ID].to_list()) for u in users
+    ]
+
+    # statistical: population frequencies from the first parts only (nothing after the cut)
+    start = time.perf_counter()
+    statistical = StatisticalKeywordExtractor(catalog, before, n=8)
+    stat_init_s = time.perf_counter() - start
+    start = time.perf_counter()
+    stat = statistical.extract_users(histories)
+    stat_s = time.perf_counter() - start
+    popular = popular_keywords(statistical, histories, 8)
+    perm = derangement(len(users), args.seed)
+
+    plain = StatisticalKeywordExtractor(catalog, before, n=8, mmr_lambda=1.0)
+    queries: dict[str, list[str]] = {
+        "statistical": [k.text for k in stat],
+        "statistical, no MMR": [plain.extract_user(h).text for h in histories],
+        "popular": [", ".join(popular)] * len(users),
+        "random user (statistical)": [stat[j].text for j in perm],
+        "history text": [h.text for h in histories],
+    }
+    llm_info: dict[str, Any] = {}
+    if not args.no_llm:
+        llm_kw, load_s, llm_s = extract_llm(histories, args.batch_size, args.retries)
+        queries["smollm2"] = [k.text for k in llm_kw]
+        queries["random user (smollm2)"] = [llm_kw[j].text for j in perm]
+        genres = {g.casefold() for gs in catalog.frame["genres"].to_list() for g in gs}
+        words = [w for k in llm_kw for w in k.keywords]
+        llm_info = {
+            "load_s": load_s,
+            "s_per_user": llm_s / len(users),
+            "incomplete": sum(not k.complete for k in llm_kw),
+            "empty": sum(not k.keywords for k in llm_kw),
+            "retried": sum(len(k.attempts) > 1 for k in llm_kw),
+            "truncated_replies": sum(a.truncated for k in llm_kw for a in k.attempts),
+            "mean_keywords": float(np.mean([len(k) for k in llm_kw])),
+            "genre_share": sum(w.casefold() in genres for w in words) / max(len(words), 1),
+        }
+    per_user = {
+        name: rank_metrics(q, encoder, item_vectors.vectors, rankable, known, relevant, args.k)
+        for name, q in queries.items()
+    }
+    order = [
+        n
+        for n in (
+            "smollm2",
+            "statistical",
+            "statistical, no MMR",
+            "popular",
+            "random user (smollm2)",
+            "random user (statistical)",
+            "history text",
+        )
+        if n in per_user
+    ]
+    summary = {name: summarise(per_user[name], args.seed) for name in order}
+    ndcg_key, recall_key = f"ndcg@{args.k}", f"recall@{args.k}"
+    comparisons = {
+        f"{a} vs {b}": {
+            m: paired(per_user[a][m], per_user[b][m], args.seed) for m in (recall_key, ndcg_key)
+        }
+        for a, b in (
+            ("smollm2", "popular"),
+            ("smollm2", "random user (smollm2)"),
+            ("statistical", "popular"),
+            ("statistical", "random user (statistical)"),
+            ("smollm2", "statistical"),
+            ("statistical", "statistical, no MMR"),
+        )
+        if a in per_user and b in per_user
+    }
+    examples = []
+    for u in range(min(3, len(users))):
+        examples.append(
+            {
+                "user": users[u],
+                "history": histories[u].lines[:6],
+                "history_items": len(histories[u]),
+                "keywords": {
+                    name: queries[name][u] for name in ("smollm2", "statistical") if name in queries
+                },
+                "smollm2_raw": llm_kw[u].attempts[0].raw if not args.no_llm else None,
+            }
+        )
+    record = {
+        "benchmark": "pmg_preferences",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+            "loadavg": os.getloadavg(),
+        },
+        "settings": vars(args)
+        | {"data": str(args.data), "store": str(args.store), "out": str(args.out)},
+        "users": len(users),
+        "history_items_mean": float(np.mean([len(h) for h in histories])),
+        "held_out_mean": float(np.mean([len(r) for r in relevant])),
+        "candidates_mean": float(np.mean([int(rankable.sum() - rankable[k].sum()) for k in known])),
+        "relevant_rankable_share": float(
+            np.mean([rankable[r].mean() if len(r) else 0.0 for r in relevant])
+        ),
+        "popular_keywords": popular,
+        "seconds": {
+            "statistical_init": stat_init_s,
+            "statistical_per_user": stat_s / len(users),
+            "total": time.perf_counter() - wall,
+        },
+        "smollm2": llm_info,
+        "summary": summary,
+        "comparisons": comparisons,
+        "examples": examples,
+        "per_user": {
+            "user_ids": users,
+            **{name: {m: v.round(6).tolist() for m, v in per_user[name].items()} for name in order},
+        },
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "pmg_preferences.json", json.dumps(record, indent=2) + "\n")
+    markdown = render(record, order, recall_key, ndcg_key)
+    write_text(args.out / "pmg_preferences.md", markdown)
+    plot(summary, order, recall_key, ndcg_key, args.out / "pmg_preferences.png")
+    print(markdown)
+
+
+def verdict(name: str, metrics: tuple[dict[str, Any], ...]) -> str:
+    """Which side wins where the 95% interval of the mean difference excludes 0."""
+    first, second = name.split(" vs ")
+    sides = {first if m["ci95"][0] > 0 else second if m["ci95"][1] < 0 else None for m in metrics}
+    if sides == {None}:
+        return "no clear difference"
+    if None in sides:
+        return f"{(sides - {None}).pop()} better on one metric, the other unclear"
+    return f"{sides.pop()} better" if len(sides) == 1 else "mixed"
+
+
+def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: str) -> str:
+    s, llm = record["summary"], record["smollm2"]
+    lines = [
+        "# Preference keywords on ml-latest-small: retrieving each user's next liked movies",
+        "",
+        f"{record['date']}, `benchmarks/pmg_preferences.py` "
+        f"(`--users {record['settings']['users']} --history-items "
+        f"{record['settings']['history_items']} --seed {record['settings']['seed']}`), "
+        f"torch threads {record['machine']['torch_threads']}, load average "
+        f"{record['machine']['loadavg'][0]:.1f} (2 shared cores).",
+        "",
+        f"{record['users']} users with >= {record['settings']['min_liked']} liked movies "
+        f"(rating >= 4), cut in time at half their liked movies. Keywords come from the "
+        f"history before the cut ({record['history_items_mean']:.1f} liked movies on average, "
+        f"newest first); the keyword phrase, embedded by all-MiniLM-L6-v2, ranks the "
+        f"~{record['candidates_mean']:.0f} movies with >= "
+        f"{record['settings']['min_item_ratings']} ratings before the cuts that the user has "
+        f"not rated before the cut, by cosine to each movie's text. Relevant: the liked "
+        f"movies after the cut ({record['held_out_mean']:.1f} per user on average, "
+        f"{record['relevant_rankable_share']:.0%} of them among the ranked movies; the others "
+        f"count as misses). Mean [95% bootstrap CI] and median per user.",
+        "",
+        f"| keywords | {recall_key} mean [CI] | median | {ndcg_key} mean [CI] | median |",
+        "|---|---|---|---|---|",
+    ]
+    for name in order:
+        r, n = s[name][recall_key], s[name][ndcg_key]
+        lines.append(
+            f"| {name} | {r['mean']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | "
+            f"{r['median']:.4f} | {n['mean']:.4f} [{n['ci95'][0]:.4f}, {n['ci95'][1]:.4f}] | "
+            f"{n['median']:.4f} |"
+        )
+    lines += ["", "Paired per user (mean difference [95% CI], wins / losses / ties):", ""]
+    lines += [f"| comparison | {recall_key} | {ndcg_key} | verdict |", "|---|---|---|---|"]
+    for name, metrics in record["comparisons"].items():
+        pair = (metrics[recall_key], metrics[ndcg_key])
+        cells = [
+            f"{m['mean_diff']:+.4f} [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}], "
+            f"{m['wins']}/{m['losses']}/{m['ties']}"
+            for m in pair
+        ]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {verdict(name, pair)} |")
+    seconds = record["seconds"]
+    lines += [
+        "",
+        "Time per user (extraction only): statistical "
+        f"{seconds['statistical_per_user'] * 1000:.1f} ms "
+        f"(after {seconds['statistical_init']:.1f} s of population counts)"
+        + (
+            f"; SmolLM2-135M {llm['s_per_user']:.2f} s (batches of "
+            f"{record['settings']['batch_size']}, after a {llm['load_s']:.0f} s load)"
+            if llm
+            else ""
+        )
+        + f". Whole run {seconds['total'] / 60:.1f} min.",
+        "",
+        f"Popular keywords (for every user): {', '.join(record['popular_keywords'])}.",
+    ]
+    if llm:
+        lines += [
+            "",
+            f"SmolLM2 replies: {llm['mean_keywords']:.1f} keywords per user after parsing; "
+            f"{llm['retried']} users needed a retry, {llm['incomplete']} stayed below the minimum "
+            f"of 4 ({llm['empty']} with none: scored 0); {llm['truncated_replies']} replies ran "
+            f"out of tokens; {llm['genre_share']:.0%} of its keywords are MovieLens genre names "
+            "(the 135M model mostly names the genres of the listed movies).",
+        ]
+    lines += ["", "## Examples", ""]
+    for ex in record["examples"]:
+        lines.append(f"User {ex['user']} ({ex['history_items']} history items, first lines):")
+        lines.append("")
+        lines += [f"    {line}" for line in ex["history"]]
+        lines.append("")
+        for name, text in ex["keywords"].items():
+            lines.append(f"- {name}: {text}")
+        if ex["smollm2_raw"] is not None:
+            raw = " ".join(ex["smollm2_raw"].split())[:200]
+            lines.append(f"- SmolLM2 raw reply: `{raw}`")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(
+    summary: dict[str, Any], order: list[str], recall_key: str, ndcg_key: str, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, (recall_key, ndcg_key), strict=True):
+        means = [summary[n][metric]["mean"] for n in order]
+        low = [m - summary[n][metric]["ci95"][0] for m, n in zip(means, order, strict=True)]
+        high = [summary[n][metric]["ci95"][1] - m for m, n in zip(means, order, strict=True)]
+        ax.barh(order, means, xerr=[low, high], color="#4c72b0", capsize=3)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric} (mean, 95% CI)")
+    fig.suptitle("Preference keywords -> next liked movies (ml-latest-small)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

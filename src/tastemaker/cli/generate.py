@@ -1,0 +1,416 @@
+"""``tastemaker generate`` (one user, or ``batch``) and ``tastemaker evaluate-generation``.
+
+Thin shells over :mod:`tastemaker.generation.pipeline` and
+:mod:`tastemaker.generation.evaluation`: flags overlay a scenario file
+(``configs/generation-*.toml``), every input is checked (user, liked items, item
+text, models) before anything is generated, and output folders are written
+atomically, so a bad input leaves none behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tastemaker.atomic import atomic_path
+from tastemaker.cli.common import console
+from tastemaker.config import DataConfig, validate
+from tastemaker.data.dataset import Split
+from tastemaker.errors import ConfigError
+from tastemaker.generation.html import number
+from tastemaker.generation.pipeline import (
+    GenerationResult,
+    PersonalizedGenerationPipeline,
+    PipelineConfig,
+    ScorerConfig,
+    load_data,
+    load_scenario,
+)
+
+app = typer.Typer(
+    help="Generate images for a user and an item (PMG): history → keywords → images → best by z.",
+)
+
+ScenarioOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Scenario TOML (configs/generation-*.toml); flags win."),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="Known data set, raw folder, or a folder saved by tastemaker (split)."
+    ),
+]
+PathOpt = Annotated[Path | None, typer.Option(help="Local folder with the raw files.")]
+PostersOpt = Annotated[Path | None, typer.Option(help="Folder of <item_id>.jpg images.")]
+GeneratorOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Diffusers model id or folder (drawn at its native size), 'tiny' (random, "
+        "offline), or 'none' (prompts only)."
+    ),
+]
+LLMOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="Keyword LLM: HF id, folder or .gguf; an OpenAI-compatible base URL; or "
+        "'statistical' (no LLM).",
+    ),
+]
+LLMModelOpt = Annotated[
+    str | None, typer.Option("--llm-model", help="Model name the server knows (with a URL).")
+]
+ScorerOpt = Annotated[
+    str | None, typer.Option(help="clip:ID_OR_FOLDER, aligned:FOLDER, or none (unranked).")
+]
+SoftOpt = Annotated[
+    Path | None, typer.Option("--soft", help="Trained soft-preference checkpoint folder.")
+]
+WeightsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--weights", help="w_p:w_t, repeatable or comma-separated, e.g. 1:3,1:1."),
+]
+CandidatesOpt = Annotated[
+    int | None, typer.Option("--candidates", help="Images (seeds) per weight.")
+]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="Denoising steps.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="First seed.")]
+MethodOpt = Annotated[
+    str | None,
+    typer.Option(help="none, hard, soft or both (default: both with --soft, else hard)."),
+]
+
+
+def build_config(
+    config_file: Path | None,
+    *,
+    generator: str | None = None,
+    llm: str | None = None,
+    llm_model: str | None = None,
+    scorer: str | None = None,
+    soft: Path | None = None,
+    weights: list[str] | None = None,
+    candidates: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    data: str | None = None,
+    path: Path | None = None,
+    posters: Path | None = None,
+) -> tuple[PipelineConfig, DataConfig]:
+    """The scenario file (or the defaults) with the flags that were given laid over it."""
+    scenario = load_scenario(config_file) if config_file else None
+    base = scenario.pipeline if scenario else PipelineConfig()
+    values: dict[str, Any] = base.model_dump()
+    if generator == "none":
+        values["generator"] = None
+    elif generator or steps or seed is not None or candidates:
+        flags = {"num_inference_steps": steps, "seed": seed, "num_images": candidates}
+        if generator:  # another model draws at its own native size
+            flags.update(model=generator, height=None, width=None)
+        values["generator"] = {
+            **(values["generator"] or {}),
+            **{k: v for k, v in flags.items() if v is not None or k in ("height", "width")},
+        }
+    if llm == "statistical":
+        values["keywords"]["extractor"] = "statistical"
+    elif llm is not None:
+        values["keywords"]["extractor"] = "llm"
+        remote = llm.startswith(("http://", "https://"))
+        values["llm"] = {
+            **values["llm"],
+            "backend": "openai" if remote else "hf",
+            "base_url": llm if remote else None,
+            "model": (llm_model or values["llm"]["model"]) if remote else llm,
+            "gguf_file": None,
+        }
+    if scorer is not None:
+        alpha, device = base.scorer.alpha, base.scorer.device
+        values["scorer"] = ScorerConfig.parse(scorer, alpha=alpha, device=device).model_dump()
+    if soft is not None:
+        values["soft"]["checkpoint"] = soft
+    if weights:
+        values["weights"] = [w for flag in weights for w in flag.split(",") if w.strip()]
+    pipeline = validate(PipelineConfig, values, where="generation config")
+    data_values = scenario.data.model_dump() if scenario and scenario.data else {}
+    flags = {"dataset": data, "path": path, "posters": posters}
+    data_values.update({k: v for k, v in flags.items() if v is not None})
+    return pipeline, validate(DataConfig, data_values, where="[data]")
+
+
+def parse_turns(turns: list[str]) -> list[tuple[str, str]]:
+    """``["Alice: hi", "Bob: hello"]`` as (speaker, text); no speaker: the user's turn."""
+    parsed = []
+    for turn in turns:
+        speaker, sep, text = turn.partition(":")
+        parsed.append((speaker.strip(), text.strip()) if sep else ("User", turn.strip()))
+    return parsed
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _print_result(result: GenerationResult, out: Path) -> None:
+    p = result.prepared
+    console.print(
+        f"[bold]user {result.user_id}[/bold] · {p.item.title} · "
+        f"{len(p.history)} liked items · method {result.method}"
+    )
+    console.print(f"preference keywords ({p.preference.extractor}): {p.preference.text}")
+    console.print(f"item keywords: {p.item_keywords.text}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    table = Table("#", "w_p:w_t", "seed", "d_p", "d_t", "z", "prompt")
+    best = result.best
+    for c in result.candidates:
+        s = c.scores or {}
+        mark = " *" if best is not None and c.index == best.index else ""
+        table.add_row(
+            f"{c.index}{mark}",
+            f"{c.weights[0]:g}:{c.weights[1]:g}",
+            str(c.seed),
+            number(s.get("d_p")),
+            number(s.get("d_t")),
+            number(s.get("z")),
+            c.prompt,
+        )
+    console.print(table)
+    console.print(f"written to {out} (page: {out / 'index.html'})")
+
+
+@app.callback(invoke_without_command=True)
+def generate(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", help="Raw user ID.")] = None,
+    item: Annotated[str | None, typer.Option("--item", help="Raw target item ID.")] = None,
+    turn: Annotated[
+        list[str] | None,
+        typer.Option("--turn", help="Target conversation turn 'Speaker: text' (stickers)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for images, result.json, page.")] = None,
+    config_file: ScenarioOpt = None,
+    data: DataOpt = None,
+    path: PathOpt = None,
+    posters: PostersOpt = None,
+    generator: GeneratorOpt = None,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    scorer: ScorerOpt = None,
+    soft: SoftOpt = None,
+    weights: WeightsOpt = None,
+    candidates: CandidatesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+    method: MethodOpt = None,
+) -> None:
+    """Images for one user and one item (or conversation), over a grid of weights; the best
+    by z, and a page with the history, keywords, prompts and every candidate's scores."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if user is None or (item is None and not turn):
+        raise ConfigError(
+            "generate needs --user and --item (or --turn for a conversation)",
+            "e.g. tastemaker generate --user 1 --item 260, or tastemaker generate batch ...",
+        )
+    config, data_cfg = build_config(
+        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
+        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
+        data=data, path=path, posters=posters,
+    )  # fmt: skip
+    dataset = load_data(data_cfg)
+    pipe = PersonalizedGenerationPipeline(config)
+    conversation = parse_turns(turn) if turn else None
+    pipe.describe(dataset, user, item, conversation=conversation)  # bad input: fail before loading
+    pipe.load()
+    result = pipe(
+        dataset, user, item, conversation=conversation, method=method, progress=_progress()
+    )
+    target = out or Path("generated") / f"user{user}-{result.item_id}"
+    result.save(target)
+    _print_result(result, target)
+
+
+@app.command("batch")
+def batch(
+    out: Annotated[Path, typer.Option(help="Folder with one subfolder per pair.")] = Path(
+        "generated-batch"
+    ),
+    users: Annotated[
+        list[str] | None,
+        typer.Option("--users", help="User IDs, repeatable or comma-separated (with --item)."),
+    ] = None,
+    item: Annotated[str | None, typer.Option("--item", help="Target item for --users.")] = None,
+    pairs: Annotated[
+        Path | None, typer.Option("--pairs", help="CSV with user_id,item_id columns.")
+    ] = None,
+    config_file: ScenarioOpt = None,
+    data: DataOpt = None,
+    path: PathOpt = None,
+    posters: PostersOpt = None,
+    generator: GeneratorOpt = None,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    scorer: ScorerOpt = None,
+    soft: SoftOpt = None,
+    weights: WeightsOpt = None,
+    candidates: CandidatesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+    method: MethodOpt = None,
+) -> None:
+    """Many (user, item) pairs with a progress bar: one result folder each and an index page."""
+    from tqdm.auto import tqdm
+
+    from tastemaker.generation.evaluation import read_pairs
+    from tastemaker.generation.html import batch_page
+
+    if (pairs is None) == (not users):
+        raise ConfigError(
+            "batch needs either --pairs FILE.csv or --users (with --item)", "pass one of them"
+        )
+    if users and item is None:
+        raise ConfigError("--users needs --item (the target for every user)", "add --item ID")
+    todo = (
+        read_pairs(pairs)
+        if pairs is not None
+        else [(u.strip(), str(item)) for flag in users or [] for u in flag.split(",") if u.strip()]
+    )
+    config, data_cfg = build_config(
+        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
+        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
+        data=data, path=path, posters=posters,
+    )  # fmt: skip
+    dataset = load_data(data_cfg)
+    pipe = PersonalizedGenerationPipeline(config)
+    for u, i in todo:
+        pipe.describe(dataset, u, i)
+    pipe.load()
+    rows = []
+    with atomic_path(out, directory=True) as tmp:
+        bar = tqdm(todo, desc="generate", unit="pair", disable=not _progress())
+        for k, (u, i) in enumerate(bar):
+            result = pipe(dataset, u, i, method=method)
+            folder = f"{k:03d}-user{u}-item{i}"
+            result.save(tmp / folder)
+            best = result.best
+            rows.append(
+                {
+                    "user_id": u,
+                    "item_id": i,
+                    "title": result.prepared.item.title,
+                    "folder": folder,
+                    "best": None if best is None else best.index,
+                    "z": None if best is None or best.scores is None else best.scores["z"],
+                    "prompt": (best or result.candidates[0]).prompt,
+                    "notes": result.notes,
+                }
+            )
+        (tmp / "summary.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        (tmp / "index.html").write_text(batch_page(rows), encoding="utf-8")
+    console.print(f"{len(rows)} pairs written to {out} (page: {out / 'index.html'})")
+
+
+@app.command("train-soft")
+def train_soft(
+    out: Annotated[Path, typer.Option(help="Folder for the checkpoint, loss log and plot.")],
+    users: Annotated[
+        list[str], typer.Option("--users", help="Users whose liked images train the tokens.")
+    ],
+    train_steps: Annotated[int | None, typer.Option("--train-steps", help="Steps.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    config_file: ScenarioOpt = None,
+    data: DataOpt = None,
+    path: PathOpt = None,
+    posters: PostersOpt = None,
+    generator: GeneratorOpt = None,
+    llm: LLMOpt = None,
+) -> None:
+    """Train soft preference tokens (PMG 3.3) on users' liked images, for --soft OUT."""
+    config, data_cfg = build_config(
+        config_file, generator=generator, llm=llm, data=data, path=path, posters=posters
+    )
+    flags = {"steps": train_steps, "learning_rate": learning_rate, "batch_size": batch_size}
+    settings = {k: v for k, v in flags.items() if v is not None}
+    chosen = [u.strip() for flag in users for u in flag.split(",") if u.strip()]
+    dataset = load_data(data_cfg)
+    pipe = PersonalizedGenerationPipeline(config)
+    run = pipe.train_soft_tokens(
+        dataset, chosen, out, settings, resume=resume, progress=_progress()
+    )
+    console.print(
+        f"steps {run.first_step}-{run.last_step}: loss {run.losses[0]:.4f} → {run.losses[-1]:.4f}"
+        f"; checkpoint {run.checkpoint}, plot {run.plot}; generate with --soft {out}"
+    )
+
+
+def evaluate_generation(
+    out: Annotated[Path, typer.Option(help="Folder for table.md/.json, images, page.")] = Path(
+        "generation-eval"
+    ),
+    pairs: Annotated[
+        Path | None, typer.Option("--pairs", help="CSV with user_id,item_id columns.")
+    ] = None,
+    n_pairs: Annotated[
+        int, typer.Option("--n-pairs", help="Without --pairs: this many liked test pairs.")
+    ] = 10,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: none,hard,soft,both (default: all that apply)."),
+    ] = None,
+    pair_seed: Annotated[int, typer.Option(help="Seed of the sampled pairs.")] = 0,
+    config_file: ScenarioOpt = None,
+    data: DataOpt = None,
+    path: PathOpt = None,
+    posters: PostersOpt = None,
+    generator: GeneratorOpt = None,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    scorer: ScorerOpt = None,
+    soft: SoftOpt = None,
+    weights: WeightsOpt = None,
+    candidates: CandidatesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """PMG's ablation (item keywords only, + preference keywords, + soft tokens, both) over
+    (user, item) pairs: d_p, d_t, z and similarity to history and target images per method."""
+    from tastemaker.data.splits import make_split
+    from tastemaker.generation import evaluation
+
+    config, data_cfg = build_config(
+        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
+        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
+        data=data, path=path, posters=posters,
+    )  # fmt: skip
+    loaded = load_data(data_cfg)
+    split = loaded if isinstance(loaded, Split) else make_split(loaded, "loo")
+    todo = (
+        evaluation.read_pairs(pairs)
+        if pairs is not None
+        else evaluation.sample_pairs(
+            split, n_pairs, seed=pair_seed, min_rating=config.history.min_rating
+        )
+    )
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    pipe = PersonalizedGenerationPipeline(config)
+    for u, i in todo:
+        pipe.describe(split, u, i)
+    pipe.load()
+    result = evaluation.evaluate_generation(pipe, split, todo, chosen, progress=_progress())
+    result.write(out)
+    header, rows = result.table_rows()
+    table = Table(*header, title=f"PMG ablation over {len(result.pairs)} pairs")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"written to {out} (page: {out / 'index.html'})")
