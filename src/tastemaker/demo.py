@@ -1,29 +1,50 @@
 """The main job, ``tastemaker demo``: the whole loop on the embedded data in minutes.
 
-Prepare a split of the embedded ml-latest-small, train the baselines (early
-stopping on validation), score the test part once, and write a leaderboard,
-sample recommendations with titles, and an HTML report with plots.
+Prepare a split of the embedded ml-latest-small, encode item text (titles, genres,
+tags; all-MiniLM-L6-v2, offline, cached in the embedding store) and, given a poster
+folder, images; train the ID-only baselines and a multimodal model (early stopping
+on validation), score the test part once, and write a leaderboard, a cold-start
+table (test items never seen in training, ranked among themselves: where ID-only
+models are at chance and content helps), sample recommendations with titles, and
+an HTML report with plots.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tastemaker import experiment
 from tastemaker.atomic import atomic_path, ensure_writable_dir, write_bytes, write_text
-from tastemaker.config import DataConfig, EvalConfig, ModelSpec, SplitConfig
+from tastemaker.config import DataConfig, EvalConfig, FeaturesConfig, ModelSpec, SplitConfig
 from tastemaker.data.dataset import Split
+from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.evaluation import html
+from tastemaker.evaluation.cold_start import cold_start_report
 from tastemaker.evaluation.report import EvaluationReport, leaderboard_markdown
+from tastemaker.generation.pipeline import demo_generation
 from tastemaker.models.base import Recommender
+from tastemaker.models.multimodal import requires_features
+from tastemaker.models.registry import available_models, get_model_class
 
 DEMO_MODELS: tuple[str, ...] = ("most_popular", "itemknn", "bpr")
 SHOWN_METRICS: tuple[str, ...] = ("recall@10", "ndcg@10", "hit@10", "mrr@10", "coverage@10")
+COLD_CFG = EvalConfig(ks=[20], metrics=["recall", "ndcg"])
+COLD_COLUMNS: tuple[str, ...] = ("warm/recall@20", "warm/ndcg@20", "cold/recall@20", "cold/ndcg@20")
+
+
+def multimodal_model() -> str:
+    """The demo's multimodal model: VBPR when this tastemaker has it, else CLCRec."""
+    return "vbpr" if "vbpr" in available_models() else "clcrec"
+
+
+def demo_models() -> tuple[str, ...]:
+    return (*DEMO_MODELS, multimodal_model())
 
 
 @dataclass
@@ -31,7 +52,9 @@ class DemoResult:
     split: Split
     models: dict[str, Recommender]
     reports: list[EvaluationReport]
+    cold_start: list[EvaluationReport]
     samples: dict[str, dict[str, list[str]]]
+    generation: dict[str, Any]
     out: Path
 
 
@@ -40,17 +63,25 @@ def run_demo(
     *,
     data: DataConfig | None = None,
     split: SplitConfig | None = None,
-    models: Sequence[str] = DEMO_MODELS,
+    models: Sequence[str | ModelSpec] | None = None,
+    features: FeaturesConfig | Mapping[str, ItemEmbeddings] | None = None,
     n_users: int = 3,
     k: int = 10,
 ) -> DemoResult:
-    """Run the demo and write everything under ``out`` (replaced atomically)."""
+    """Run the demo and write everything under ``out`` (replaced atomically).
+
+    ``models``: names or specs (default :func:`demo_models`). Multimodal ones read
+    text, and images when the catalog has any (``data.posters``), unless their
+    spec names ``modalities``; ``features`` are given vectors, or how to encode them.
+    """
     out = Path(out)
     ensure_writable_dir(out.parent)
     data_split = experiment.prepare(data or DataConfig(), split or SplitConfig())
-    fitted = {name: experiment.train(data_split, ModelSpec(name=name)) for name in models}
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in models or demo_models()]
+    fitted = {spec.name: _train(data_split, spec, features) for spec in specs}
     eval_cfg = EvalConfig()
     reports = [experiment.evaluate(m, data_split, "test", eval_cfg) for m in fitted.values()]
+    cold = [cold_start_report(m, data_split, "test", COLD_CFG) for m in fitted.values()]
     samples = _samples(data_split, fitted, n_users, k)
 
     with atomic_path(out, directory=True) as tmp:
@@ -63,8 +94,15 @@ def run_demo(
             tmp / "leaderboard.json",
             json.dumps([r.model_dump(mode="json") for r in reports], indent=2) + "\n",
         )
+        columns = [c for c in COLD_COLUMNS if c in cold[0].metrics]
+        write_text(tmp / "cold_start.md", leaderboard_markdown(cold, columns))
+        write_text(
+            tmp / "cold_start.json",
+            json.dumps([r.model_dump(mode="json") for r in cold], indent=2) + "\n",
+        )
         charts = {
             "test metrics": html.metrics_chart(reports, SHOWN_METRICS),
+            "warm and cold items (test)": html.metrics_chart(cold, columns),
             "training": html.training_chart(
                 {n: m.training_log or [] for n, m in fitted.items()}, "ndcg@10"
             ),
@@ -74,7 +112,29 @@ def run_demo(
                 write_bytes(tmp / f"{name.replace(' ', '_')}.png", png)
         page = html.render_report("tastemaker demo", reports, SHOWN_METRICS, charts, samples)
         write_text(tmp / "report.html", page)
-    return DemoResult(data_split, fitted, reports, samples, out)
+        # Personalized generation: one user's history → preference keywords → the prompt
+        # (and the image, when a generator is configured).
+        generation = demo_generation(data_split, tmp / "generation")
+    generation = _moved(generation, tmp, out)
+    return DemoResult(data_split, fitted, reports, cold, samples, generation, out)
+
+
+def _moved(info: dict[str, Any], tmp: Path, out: Path) -> dict[str, Any]:
+    """``info`` with paths inside the temporary folder pointed at the final one."""
+    return {
+        k: v.replace(str(tmp), str(out)) if isinstance(v, str) and str(tmp) in v else v
+        for k, v in info.items()
+    }
+
+
+def _train(
+    split: Split, spec: ModelSpec, features: FeaturesConfig | Mapping[str, ItemEmbeddings] | None
+) -> Recommender:
+    """Train ``spec``; a multimodal model reads text, and images when there are any."""
+    if requires_features(get_model_class(spec.name)) and "modalities" not in spec.params:
+        modalities = ["text", "image"] if split.catalog.n_images else ["text"]
+        spec = spec.model_copy(update={"params": {**spec.params, "modalities": modalities}})
+    return experiment.train(split, spec, features)
 
 
 def _samples(
