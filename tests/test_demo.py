@@ -13,7 +13,7 @@ from tastemaker.config import ModelSpec
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Split
 from tastemaker.data.sources import load_bundled
-from tastemaker.demo import demo_models, run_demo
+from tastemaker.demo import DEMO_MODELS, run_demo
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.evaluation.cold_start import chance_recall
 
@@ -28,7 +28,7 @@ def genre_vectors(catalog: Catalog) -> ItemEmbeddings:
 
 
 def test_demo_writes_a_consistent_report(tmp_path: Path) -> None:
-    assert demo_models()[:3] == ("most_popular", "itemknn", "bpr")  # + a multimodal model
+    assert DEMO_MODELS == ("most_popular", "itemknn", "bpr", "vbpr")
     out = tmp_path / "demo"
     features = {"text": genre_vectors(load_bundled().catalog)}
     # A few large steps: seconds, and enough to rank cold items by genre (seeds 0-3 gave

@@ -30,21 +30,13 @@ from tastemaker.evaluation.report import EvaluationReport, leaderboard_markdown
 from tastemaker.generation.pipeline import demo_generation
 from tastemaker.models.base import Recommender
 from tastemaker.models.multimodal import requires_features
-from tastemaker.models.registry import available_models, get_model_class
+from tastemaker.models.registry import get_model_class
 
-DEMO_MODELS: tuple[str, ...] = ("most_popular", "itemknn", "bpr")
+# ID-only baselines and VBPR, which reads item content (text, and posters when given).
+DEMO_MODELS: tuple[str, ...] = ("most_popular", "itemknn", "bpr", "vbpr")
 SHOWN_METRICS: tuple[str, ...] = ("recall@10", "ndcg@10", "hit@10", "mrr@10", "coverage@10")
 COLD_CFG = EvalConfig(ks=[20], metrics=["recall", "ndcg"])
 COLD_COLUMNS: tuple[str, ...] = ("warm/recall@20", "warm/ndcg@20", "cold/recall@20", "cold/ndcg@20")
-
-
-def multimodal_model() -> str:
-    """The demo's multimodal model: VBPR when this tastemaker has it, else CLCRec."""
-    return "vbpr" if "vbpr" in available_models() else "clcrec"
-
-
-def demo_models() -> tuple[str, ...]:
-    return (*DEMO_MODELS, multimodal_model())
 
 
 @dataclass
@@ -70,14 +62,14 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo and write everything under ``out`` (replaced atomically).
 
-    ``models``: names or specs (default :func:`demo_models`). Multimodal ones read
+    ``models``: names or specs (default :data:`DEMO_MODELS`). Multimodal ones read
     text, and images when the catalog has any (``data.posters``), unless their
     spec names ``modalities``; ``features`` are given vectors, or how to encode them.
     """
     out = Path(out)
     ensure_writable_dir(out.parent)
     data_split = experiment.prepare(data or DataConfig(), split or SplitConfig())
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in models or demo_models()]
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in models or DEMO_MODELS]
     fitted = {spec.name: _train(data_split, spec, features) for spec in specs}
     eval_cfg = EvalConfig()
     reports = [experiment.evaluate(m, data_split, "test", eval_cfg) for m in fitted.values()]

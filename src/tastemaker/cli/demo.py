@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tastemaker import config
 from tastemaker.cli.common import ConfigOpt, console
-from tastemaker.demo import SHOWN_METRICS, DemoResult, demo_models, run_demo
+from tastemaker.demo import DEMO_MODELS, SHOWN_METRICS, DemoResult, run_demo
 from tastemaker.evaluation.cold_start import chance_recall
 
 
@@ -25,7 +25,7 @@ def demo(
         Path | None, typer.Option(help="Folder of <item_id>.jpg posters (adds image features).")
     ] = None,
     models: Annotated[str, typer.Option(help="Comma-separated registered model names.")] = ",".join(
-        demo_models()
+        DEMO_MODELS
     ),
     users: Annotated[int, typer.Option(help="Users to show recommendations for.")] = 3,
 ) -> None:

@@ -30,7 +30,7 @@ def train(
     spec = spec.model_copy(update={"params": {**spec.params, **parse_params(param)}})
     ensure_writable_dir(out.parent)
     split = Split.load(data)
-    fitted = experiment.train(split, spec)
+    fitted = experiment.train(split, spec, config.section(tables, "features"))
     fitted.save(out)
     if len(split.valid):
         report = experiment.evaluate(fitted, split, "valid", config.section(tables, "eval"))
