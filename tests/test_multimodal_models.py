@@ -25,7 +25,7 @@ from tastemaker.evaluation.ranking import evaluate
 from tastemaker.models import BM3, BPR, FREEDOM, VBPR, MostPopular, Recommender, create_model
 from tastemaker.models.freedom import prune_edges
 from tastemaker.models.item_graph import knn_graph, mixed_knn_graph
-from tastemaker.models.vbpr import ContentRecommender, WarmPairSampler
+from tastemaker.models.multimodal import ContentRecommender, WarmPairSampler
 
 from .conftest import make_dataset
 

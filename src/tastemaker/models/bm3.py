@@ -30,9 +30,14 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.lightgcn import normalized_adjacency, propagate
-from tastemaker.models.multimodal import MultimodalConfig
+from tastemaker.models.multimodal import (
+    ContentProjection,
+    ContentRecommender,
+    MultimodalConfig,
+    dropout,
+    xavier,
+)
 from tastemaker.models.registry import register
-from tastemaker.models.vbpr import ContentProjection, ContentRecommender, dropout, xavier
 
 
 class BM3Config(MultimodalConfig):

@@ -42,9 +42,13 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
 from tastemaker.models.item_graph import DEFAULT_CHUNK, mixed_knn_graph
 from tastemaker.models.lightgcn import csr_tensor, normalized_adjacency, propagate
-from tastemaker.models.multimodal import MultimodalConfig
+from tastemaker.models.multimodal import (
+    ContentProjection,
+    ContentRecommender,
+    MultimodalConfig,
+    xavier,
+)
 from tastemaker.models.registry import register
-from tastemaker.models.vbpr import ContentProjection, ContentRecommender, xavier
 
 GRAPH_KEYS = ("item_graph.indptr", "item_graph.indices", "item_graph.values")
 
