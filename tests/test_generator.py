@@ -160,6 +160,12 @@ def test_composition_orders_segments_by_weight() -> None:
     assert products.negative_prompt == DOMAINS["products"].negative
     custom = compose_prompt([], ["bag"], ConditionConfig(prefix="", negative_prompt="ugly"))
     assert (custom.prompt, custom.negative_prompt) == ("bag", "ugly")
+    # A keyword of both segments is said once, in the heavier (first) one.
+    shared = compose_prompt(["Drama", "noir"], ["drama", "rain"], ConditionConfig(weights="3:1"))
+    assert shared.prompt == "a movie poster, Drama, noir, rain"
+    assert shared.keywords["item"] == ["rain"] and shared.dropped["item"] == []
+    only_shared = compose_prompt(["Drama"], ["drama"], ConditionConfig(weights="1:3"))
+    assert only_shared.prompt == "a movie poster, drama" and only_shared.order == ("item",)
 
 
 def test_truncation_keeps_both_segments_proportionally() -> None:

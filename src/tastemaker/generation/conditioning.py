@@ -12,7 +12,8 @@ weights act twice, and both steps are recorded in the returned :class:`Condition
    so earlier tokens are not affected by later ones and tend to dominate the image.
    A segment of weight 0 is left out of the prompt altogether (the "item keywords
    only" ablation is ``0:1``). Keywords are never repeated to add weight: repeats
-   spend the text encoder's 77 tokens, and step 2 does the same job smoothly.
+   spend the text encoder's 77 tokens, and step 2 does the same job smoothly; a
+   keyword in both segments is said once, in the first.
    When the prompt does not fit in the text encoder's length, minus the soft tokens,
    each segment keeps the same share of its own tokens (whole keywords, first ones
    first, as keyword lists are ordered by importance), any unused share goes to the
@@ -202,6 +203,11 @@ def compose_prompt(
     given = {"preference": _clean(preference), "item": _clean(item)}
     active = {s: kws for s, kws in given.items() if kws and weights[s] > 0}
     order = tuple(sorted(active, key=lambda s: (-weights[s], s != "item")))
+    said: set[str] = set()
+    for s in order:  # a keyword in both segments is said once, in the heavier one
+        given[s] = active[s] = [k for k in active[s] if k.lower() not in said]
+        said.update(k.lower() for k in active[s])
+    order = tuple(s for s in order if active[s])
     prefix_tokens = count_tokens(style.prefix) if style.prefix else 0
     parts = len(order) + bool(style.prefix)
     avail = budget - prefix_tokens - count_tokens(SEPARATOR.strip()) * max(parts - 1, 0)

@@ -131,13 +131,18 @@ def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
             pipeline = pipeline.to(dtype=DTYPES[torch_dtype])
     else:
         from diffusers import DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
 
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # offline, hub lookups warn before our error
         try:
             pipeline = DiffusionPipeline.from_pretrained(
                 model_source(model), dtype=DTYPES[torch_dtype]
             )
         except Exception as exc:  # any failure to load is the user's model choice
             raise load_error(model, exc) from exc
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
     if not (hasattr(pipeline, "encode_prompt") and getattr(pipeline, "tokenizer", None)):
         raise ConfigError(
             f"'{model}' is a {type(pipeline).__name__}, not a text-to-image pipeline with a CLIP "
