@@ -26,6 +26,7 @@ from tastemaker.models import BM3, BPR, FREEDOM, VBPR, MostPopular, Recommender,
 from tastemaker.models.freedom import prune_edges
 from tastemaker.models.item_graph import knn_graph, mixed_knn_graph
 from tastemaker.models.multimodal import ContentRecommender, WarmPairSampler
+from tastemaker.models.training import cold_candidates
 
 from .conftest import make_dataset
 
@@ -102,6 +103,23 @@ def cold_fitted(
     return {
         name: cls(**FIXED).fit(cold_split.train, features=features) for name, cls in MODELS.items()
     }
+
+
+def test_early_stopping_on_a_cold_split_ranks_among_cold_items(
+    cold_split: Split, features: dict[str, ItemEmbeddings]
+) -> None:
+    """Every validation item is cold: validation ranks them among cold items only, so the
+    logged value of the kept epoch is the cold-among-cold NDCG of the final model."""
+    model = VBPR(**{**FAST, "epochs": 6}).fit(cold_split.train, cold_split.valid, features=features)
+    cold = cold_candidates(cold_split.train, cold_split.valid)
+    assert cold is not None and not np.isin(cold, cold_split.train.indices()[1]).any()
+    assert cold_candidates(cold_split.train, cold_split.train) is None  # warm validation
+    logged = next(r["ndcg@10"] for r in model.training_log or [] if r["epoch"] == model.best_epoch)
+    among_cold = evaluate(
+        model, cold_split.valid, exclude=[cold_split.train], ks=(10,), candidates=cold
+    )["ndcg@10"]
+    assert logged == pytest.approx(among_cold)
+    assert logged != pytest.approx(valid_ndcg(model, cold_split))
 
 
 def valid_ndcg(model: Recommender, split: Split) -> float:

@@ -14,6 +14,7 @@ import time
 from abc import abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from tastemaker.data.interactions import Interactions
@@ -65,6 +66,7 @@ def train_loop(
             f"early_stopping_metric '{metric}' names an unknown metric",
             f"use one of {', '.join(METRICS)} with a cut-off, e.g. ndcg@10",
         )
+    candidates = cold_candidates(train, valid) if valid is not None else None
     log: list[dict[str, Any]] = []
     best_value, best_state, stale = -math.inf, None, 0
     bar = tqdm(range(1, config.epochs + 1), desc=model.name, unit="epoch", disable=None)
@@ -78,7 +80,14 @@ def train_loop(
             )
         value = None
         if valid is not None and epoch % config.eval_every == 0:
-            results = evaluate(model, valid, exclude=[train], ks=(int(cutoff),), metrics=(name,))
+            results = evaluate(
+                model,
+                valid,
+                exclude=[train],
+                ks=(int(cutoff),),
+                metrics=(name,),
+                candidates=candidates,
+            )
             value = float(results[metric])
         log.append(
             {"epoch": epoch, "loss": loss, metric: value, "seconds": time.perf_counter() - start}
@@ -99,3 +108,17 @@ def train_loop(
         model._load_state(best_state)
     return log
 
+
+def cold_candidates(train: Interactions, valid: Interactions) -> np.ndarray | None:
+    """The items without training interactions when every validation item is one of them
+    (a pure cold-start split), else None.
+
+    Validation then ranks among cold items only, as the cold-start test does: ranked
+    among all items, it would measure whether cold items outrank warm ones, not what
+    a model knows about them.
+    """
+    warm = np.zeros(len(train.items), dtype=bool)
+    warm[train.indices()[1]] = True
+    if not len(valid) or warm[valid.indices()[1]].any():
+        return None
+    return np.flatnonzero(~warm)
