@@ -9,7 +9,6 @@ one cannot run code.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from tastemaker.atomic import atomic_path
+from tastemaker.checkpoint import read_json, read_tensors, write_json, write_tensors
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import ConfigError, DataError
@@ -257,8 +257,6 @@ class Recommender(ABC):
 
     def save(self, path: Path | str) -> Path:
         """Write the model to the folder ``path`` atomically (config, weights, IDs, log)."""
-        from safetensors.torch import save_file
-
         from tastemaker import __version__
 
         self._check_fitted()
@@ -276,26 +274,21 @@ class Recommender(ABC):
             _SEEN_INDICES: torch.from_numpy(self.seen.indices.astype(np.int64)),
         }
         with atomic_path(path, directory=True) as tmp:
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
-            ids = {"users": self.users.ids, "items": self.items.ids}
-            (tmp / IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+            write_json(tmp / CONFIG_FILE, meta)
+            write_tensors(tmp / WEIGHTS_FILE, tensors)
+            write_json(tmp / IDS_FILE, {"users": self.users.ids, "items": self.items.ids}, None)
             if self.training_log is not None:
-                log = json.dumps(self.training_log, indent=1) + "\n"
-                (tmp / LOG_FILE).write_text(log, encoding="utf-8")
+                write_json(tmp / LOG_FILE, self.training_log, indent=1)
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> Recommender:
         """A model saved by :meth:`save`; ``Recommender.load`` picks the right class."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(path)
         refit = "point to a folder written by model.save() or re-train the model"
         if not path.is_dir():
             raise DataError(f"model folder {path} does not exist", refit)
-        meta = _read_json(path / CONFIG_FILE, refit)
+        meta = read_json(path / CONFIG_FILE, refit)
         try:
             model_cls = get_model_class(str(meta["model"]))
         except (KeyError, TypeError) as exc:
@@ -314,18 +307,13 @@ class Recommender(ABC):
             model = model_cls(model_cls.config_class.model_validate(meta.get("config", {})))
         except ValidationError as exc:
             raise DataError(f"{path / CONFIG_FILE} has an invalid config", refit) from exc
-        ids = _read_json(path / IDS_FILE, refit)
+        ids = read_json(path / IDS_FILE, refit)
         try:
             model.users = Vocab(ids["users"], kind="user")
             model.items = Vocab(ids["items"], kind="item")
         except (KeyError, TypeError) as exc:
             raise DataError(f"{path / IDS_FILE} lacks user or item IDs", refit) from exc
-        try:
-            tensors = load_file(path / WEIGHTS_FILE)
-        except (OSError, SafetensorError) as exc:
-            raise DataError(
-                f"{path / WEIGHTS_FILE} is missing or unreadable ({exc})", refit
-            ) from exc
+        tensors = read_tensors(path / WEIGHTS_FILE, refit)
         missing = {*model_cls.state_keys, _SEEN_INDPTR, _SEEN_INDICES} - set(tensors)
         if missing:
             raise DataError(
@@ -339,14 +327,5 @@ class Recommender(ABC):
         model._load_fixed_state(tensors)
         model._load_state(tensors)
         if (path / LOG_FILE).is_file():
-            model.training_log = _read_json(path / LOG_FILE, refit)
+            model.training_log = read_json(path / LOG_FILE, refit)
         return model
-
-
-def _read_json(path: Path, fix: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} is missing", fix) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON (truncated or edited?)", fix) from exc

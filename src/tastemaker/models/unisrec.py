@@ -17,7 +17,6 @@ from scratch. Items are text-only, so an item unseen in training is scored like 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, ValidationError
 
 from tastemaker.atomic import atomic_path
+from tastemaker.checkpoint import read_json, read_tensors, write_json, write_tensors
 from tastemaker.data.interactions import Interactions
 from tastemaker.encoders.base import ItemEmbeddings, Modality
 from tastemaker.errors import ConfigError, DataError
@@ -125,8 +125,6 @@ class UniSRecCheckpoint:
 
     def save(self, path: Path | str) -> Path:
         """Write the folder ``path``: checkpoint.json, network.safetensors, training_log.json."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         meta = {
             "format": CHECKPOINT_FORMAT,
@@ -137,40 +135,27 @@ class UniSRecCheckpoint:
             "best_epoch": self.best_epoch,
         }
         with atomic_path(path, directory=True) as tmp:
-            (tmp / CHECKPOINT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            tensors = {k: v.detach().contiguous() for k, v in self.weights.items()}
-            save_file(tensors, tmp / WEIGHTS_FILE)
-            log = json.dumps(self.training_log, indent=1) + "\n"
-            (tmp / LOG_FILE).write_text(log, encoding="utf-8")
+            write_json(tmp / CHECKPOINT_FILE, meta)
+            write_tensors(tmp / WEIGHTS_FILE, self.weights)
+            write_json(tmp / LOG_FILE, self.training_log, indent=1)
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> UniSRecCheckpoint:
         """A checkpoint written by :meth:`save`."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(path)
         redo = "point to a folder written by `tastemaker pretrain unisrec` (or checkpoint.save)"
+        meta = read_json(path / CHECKPOINT_FILE, redo)
         try:
-            meta = json.loads((path / CHECKPOINT_FILE).read_text(encoding="utf-8"))
             if meta.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
             config = UniSRecConfig.model_validate(meta["config"])
             encoders = {str(k): str(v) for k, v in meta["encoders"].items()}
             dims = {str(k): int(v) for k, v in meta["dims"].items()}
-            log_path = path / LOG_FILE
-            log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else []
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
-            raise DataError(
-                f"{path / CHECKPOINT_FILE} is missing or invalid ({exc})", redo
-            ) from exc
-        try:
-            weights = load_file(path / WEIGHTS_FILE)
-        except (OSError, SafetensorError) as exc:
-            raise DataError(
-                f"{path / WEIGHTS_FILE} is missing or unreadable ({exc})", redo
-            ) from exc
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise DataError(f"{path / CHECKPOINT_FILE} is invalid ({exc})", redo) from exc
+        weights = read_tensors(path / WEIGHTS_FILE, redo)
+        log = read_json(path / LOG_FILE, redo) if (path / LOG_FILE).is_file() else []
         pretraining = dict(meta.get("pretraining") or {})
         return cls(config, encoders, dims, weights, pretraining, log, meta.get("best_epoch"))
 

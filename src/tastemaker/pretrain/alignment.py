@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -54,6 +53,7 @@ from pydantic import (
 )
 
 from tastemaker.atomic import atomic_path
+from tastemaker.checkpoint import read_json, read_tensors, write_json, write_tensors
 from tastemaker.config import validate
 from tastemaker.encoders.base import ItemEmbeddings, Modality
 from tastemaker.errors import ConfigError, DataError
@@ -292,8 +292,6 @@ class AlignedSpace:
 
     def save(self, path: Path | str) -> Path:
         """Write the space (safetensors + JSON), log, metrics and plot to the folder ``path``."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         meta = {
             "format": SPACE_FORMAT,
@@ -308,14 +306,13 @@ class AlignedSpace:
             "metrics": self.metrics,
             "split": self.split,
         }
-        tensors = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
         with atomic_path(path, directory=True) as tmp:
-            (tmp / SPACE_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-            save_file(tensors, tmp / WEIGHTS_FILE)
-            (tmp / LOG_FILE).write_text(json.dumps(self.log, indent=1) + "\n", encoding="utf-8")
+            write_json(tmp / SPACE_FILE, meta, indent=1)
+            write_tensors(tmp / WEIGHTS_FILE, self.module.state_dict())
+            write_json(tmp / LOG_FILE, self.log, indent=1)
             summary = {k: meta[k] for k in ("image_encoder", "text_encoder", "n_test", "metrics")}
             summary["train_seconds"] = self.train_seconds
-            (tmp / METRICS_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_json(tmp / METRICS_JSON, summary)
             (tmp / METRICS_MD).write_text(self.markdown(), encoding="utf-8")
             if self.log:
                 (tmp / PLOT_FILE).write_bytes(training_plot(self.log, self.best_epoch))
@@ -330,23 +327,20 @@ class AlignedSpace:
         text_encoder: str | None = None,
     ) -> AlignedSpace:
         """A space written by :meth:`save`; naming the encoders checks it was trained on them."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(path)
         redo = "point to a folder written by `tastemaker pretrain align` (AlignedSpace.save)"
+        meta = read_json(path / SPACE_FILE, redo)
         try:
-            meta = json.loads((path / SPACE_FILE).read_text(encoding="utf-8"))
             config = AlignmentConfig.model_validate(meta["config"])
             image_dim, text_dim = int(meta["image_dim"]), int(meta["text_dim"])
             ids = str(meta["image_encoder"]), str(meta["text_encoder"])
-        except (OSError, ValueError, KeyError, TypeError, ValidationError) as exc:
-            raise DataError(f"{path / SPACE_FILE} is missing or invalid ({exc})", redo) from exc
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise DataError(f"{path / SPACE_FILE} is invalid ({exc})", redo) from exc
         module = _heads(image_dim, text_dim, config)
         try:
-            module.load_state_dict(load_file(path / WEIGHTS_FILE))
-        except (OSError, RuntimeError, SafetensorError) as exc:
-            raise DataError(f"{path / WEIGHTS_FILE} is missing or does not fit", redo) from exc
+            module.load_state_dict(read_tensors(path / WEIGHTS_FILE, redo))
+        except RuntimeError as exc:
+            raise DataError(f"{path / WEIGHTS_FILE} does not fit its config", redo) from exc
         log_path = path / LOG_FILE
         space = cls(
             config,
@@ -354,7 +348,7 @@ class AlignedSpace:
             image_dim,
             text_dim,
             module.eval(),
-            json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else [],
+            read_json(log_path, redo) if log_path.is_file() else [],
             meta.get("split", {}),
             meta.get("metrics", {}),
             int(meta.get("n_test", 0)),
