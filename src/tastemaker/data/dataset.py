@@ -127,11 +127,12 @@ class Split:
         )
         if manifest.split is None:
             raise DataError("a split needs split information in its manifest", "use data.splits")
+        self.info: SplitInfo = manifest.split
         self.manifest = manifest.model_copy(update={"counts": self.counts()})
 
     def __repr__(self) -> str:
         return (
-            f"Split({self.manifest.split.kind if self.manifest.split else '?'}: "
+            f"Split({self.info.kind}: "
             f"train={len(self.train)}, valid={len(self.valid)}, test={len(self.test)}, "
             f"hash={self.content_hash[:12]})"
         )
@@ -146,8 +147,7 @@ class Split:
 
     @property
     def content_hash(self) -> str:
-        assert self.manifest.split is not None
-        return self.manifest.split.content_hash
+        return self.info.content_hash
 
     def part(self, name: str) -> Interactions:
         if name not in PARTS:

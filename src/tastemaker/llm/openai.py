@@ -23,7 +23,10 @@ class OpenAIChat(LLM):
 
     @property
     def url(self) -> str:
-        assert self.config.base_url is not None  # LLMConfig requires it for this backend
+        if not self.config.base_url:  # LLMConfig refuses this, unless built by model_construct
+            raise ConfigError(
+                "the openai backend has no base_url", "set base_url, e.g. http://127.0.0.1:11434/v1"
+            )
         return f"{self.config.base_url.rstrip('/')}/chat/completions"
 
     def _generate(

@@ -2,25 +2,85 @@
 
 A download lands under a temporary name and is renamed into place only after
 its length and checksum check out, so an interrupted or corrupted transfer
-never leaves a file that a later run would trust.
+never leaves a file that a later run would trust. Transfers go through httpx;
+what is likely to pass on a second try (a refused or dropped connection, a cut
+body, HTTP 429 or 5xx) is retried with exponential back-off, what is not (404,
+a checksum mismatch) fails at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import shutil
-import urllib.error
-import urllib.request
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, TypeVar
 
 from tastemaker.atomic import atomic_path
 from tastemaker.errors import DataError
 
+if TYPE_CHECKING:
+    import httpx
+
 CHUNK = 1 << 16
 TIMEOUT_S = 60
+RETRIES = 3  # further attempts after the first, for transient failures only
+BACKOFF_S = 1.0  # first wait; doubled before each further attempt
 USER_AGENT = "tastemaker (https://github.com/tastemaker)"
+_FIX = "check the network connection and run again, or download the file by hand"
+T = TypeVar("T")
+
+
+class _Transient(Exception):
+    """A failure worth another attempt; carries the message used once attempts run out."""
+
+
+def _client() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(
+        headers={"User-Agent": USER_AGENT}, timeout=TIMEOUT_S, follow_redirects=True
+    )
+
+
+def _with_retries(url: str, attempt: Callable[[httpx.Client], T]) -> T:
+    """``attempt(client)``, repeated after transient failures; any failure is one DataError."""
+    import httpx
+
+    message = ""
+    with _client() as client:
+        for n in range(RETRIES + 1):
+            if n:
+                time.sleep(BACKOFF_S * 2 ** (n - 1))
+            try:
+                return attempt(client)
+            except _Transient as exc:
+                message = str(exc)
+            except httpx.HTTPStatusError as exc:
+                code = exc.response.status_code
+                message = f"downloading {url} failed: HTTP {code} {exc.response.reason_phrase}"
+                if code != 429 and code < 500:
+                    break
+            except httpx.TransportError as exc:
+                message = f"downloading {url} failed ({type(exc).__name__}: {exc})"
+    raise DataError(message, _FIX)
+
+
+def _stopped(url: str, received: int, total: int | None) -> str:
+    return f"downloading {url} stopped after {received} of {total or 'unknown'} bytes"
+
+
+def fetch_text(url: str, limit: int = 4096) -> str:
+    """The first ``limit`` bytes of a small text resource (a published checksum file)."""
+
+    def attempt(client: httpx.Client) -> str:
+        response = client.get(url)
+        response.raise_for_status()
+        return response.content[:limit].decode("ascii", errors="replace")
+
+    return _with_retries(url, attempt)
 
 
 def _digests(path: Path) -> dict[str, str]:
@@ -62,33 +122,30 @@ def download(
             return dest
         except DataError:
             pass  # stale or foreign file: fetch a fresh copy over it
-    fix = "check the network connection and run again, or download the file by hand"
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with atomic_path(dest) as tmp:
-        try:
-            with (
-                urllib.request.urlopen(request, timeout=TIMEOUT_S) as response,
-                open(tmp, "wb") as out,
-            ):
+
+        def attempt(client: httpx.Client) -> None:
+            import httpx
+
+            received, total = 0, None
+            with client.stream("GET", url) as response, open(tmp, "wb") as out:
+                response.raise_for_status()
                 header = response.headers.get("Content-Length")
                 total = int(header) if header and header.isdigit() else None
-                received = 0
                 with tqdm(
                     total=total, unit="B", unit_scale=True, desc=dest.name, disable=None
                 ) as bar:
-                    while block := response.read(CHUNK):
-                        out.write(block)
-                        received += len(block)
-                        bar.update(len(block))
-        except urllib.error.HTTPError as exc:
-            raise DataError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}", fix) from exc
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc.__class__.__name__
-            raise DataError(f"downloading {url} failed ({reason})", fix) from exc
-        if total is not None and received != total:
-            raise DataError(
-                f"downloading {url} stopped after {received} of {total} bytes", fix
-            )
+                    try:
+                        for block in response.iter_raw(CHUNK):
+                            out.write(block)
+                            received += len(block)
+                            bar.update(len(block))
+                    except httpx.RemoteProtocolError as exc:  # the server cut the body short
+                        raise _Transient(_stopped(url, received, total)) from exc
+            if total is not None and received != total:
+                raise _Transient(_stopped(url, received, total))
+
+        _with_retries(url, attempt)
         _check(tmp, url, expected)
     return dest
 

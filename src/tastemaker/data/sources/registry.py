@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.sources.amazon import load_amazon_2018, load_amazon_2023
-from tastemaker.data.sources.download import TIMEOUT_S, USER_AGENT, download, extract_zip
+from tastemaker.data.sources.download import download, extract_zip, fetch_text
 from tastemaker.data.sources.embedded import BUNDLE_NAME, load_bundled
 from tastemaker.data.sources.movielens import LAYOUTS, load_movielens, movielens_layout
 from tastemaker.data.sources.recbole import find_inter_file, load_atomic
@@ -299,7 +297,10 @@ def load_dataset(
 
 def fetch(spec: DatasetSpec, cache_dir: Path) -> Path:
     """Download, verify and unpack ``spec``'s archive; return the folder with its files."""
-    assert spec.url is not None
+    if spec.url is None:
+        raise DataError(
+            f"{spec.name} has no download address", f"pass a local copy of {spec.name} as the path"
+        )
     archive = cache_dir / ".downloads" / spec.url.rsplit("/", 1)[-1]
     md5 = spec.md5 or (_published_md5(spec.md5_url) if spec.md5_url else None)
     download(spec.url, archive, md5=md5, sha256=spec.sha256)
@@ -316,15 +317,7 @@ def fetch(spec: DatasetSpec, cache_dir: Path) -> Path:
 
 def _published_md5(url: str) -> str:
     """The md5 from a published checksum file (``<hash>  <name>`` or ``MD5 (<name>) = <hash>``)."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            text = response.read(4096).decode("ascii", errors="replace")
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(
-            f"cannot fetch the checksum file {url} ({getattr(exc, 'reason', exc)})",
-            "check the network connection and run again",
-        ) from exc
+    text = fetch_text(url)
     match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if match is None:
         raise DataError(f"{url} holds no md5 checksum", "download the archive by hand")
