@@ -53,6 +53,16 @@ def test_from_split_takes_provenance_from_manifest() -> None:
     assert report.version == tastemaker.__version__
 
 
+def test_from_split_refuses_a_manifest_without_split_information() -> None:
+    catalog = Catalog(pl.DataFrame({"item_id": ["i0"]}))
+    frame = pl.DataFrame({"user_id": ["u"], "item_id": ["i0"]})
+    info = split_info("random", 1, {}, {"train": frame, "valid": frame, "test": frame})
+    split = Split(catalog, frame, frame, frame, Manifest(name="toy", split=info))
+    split.manifest.split = None
+    with pytest.raises(DataError, match="no split information"):
+        EvaluationReport.from_split(split, "test", "pop", {}, METRICS, [10])
+
+
 def test_write_and_read_back(tmp_path: Path) -> None:
     report = _report()
     folder = report.write(tmp_path / "run" / "eval-test")
@@ -73,6 +83,13 @@ def test_markdown_has_provenance_and_metric_table() -> None:
     assert "| ndcg | 0.1235 | 0.2000 |" in text
     assert "| coverage | 0.5000 | 0.7500 |" in text
     assert '"factors": 64' in text
+
+
+def test_markdown_shows_a_metric_missing_at_one_k_as_a_dash() -> None:
+    metrics = {k: v for k, v in METRICS.items() if k != "ndcg@20"}
+    text = _report(metrics=metrics).to_markdown()
+    assert "| ndcg | 0.1235 | – |" in text
+    assert "nan" not in text
 
 
 def test_write_to_unwritable_place_leaves_nothing(tmp_path: Path) -> None:
@@ -104,6 +121,12 @@ def test_leaderboard() -> None:
     # best value per column in bold; a metric a report lacks is a dash
     assert lines[4] == "| bpr | **0.2500** | 0.1235 | – |"
     assert lines[5] == "| most_popular | 0.1000 | **0.3000** | **0.6000** |"
+
+
+def test_leaderboard_ignores_a_nan_when_choosing_the_best() -> None:
+    broken = _report("ease", metrics={**METRICS, "recall@10": float("nan")})
+    lines = leaderboard_markdown([broken, _report("bpr")], ["recall@10"]).splitlines()
+    assert lines[4:] == ["| ease | – |", "| bpr | **0.2500** |"]
 
 
 def test_leaderboard_refuses_mixed_data() -> None:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field, ValidationError
 from tastemaker.atomic import write_text
 from tastemaker.data.dataset import Split
 from tastemaker.errors import ConfigError, DataError
+from tastemaker.reporting.markdown import format_cell, markdown_table
+from tastemaker.reporting.values import is_missing
 
 JSON_NAME, MARKDOWN_NAME = "metrics.json", "metrics.md"
 
@@ -25,10 +27,6 @@ def _version() -> str:
     from tastemaker import __version__
 
     return __version__
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4f}"
 
 
 class EvaluationReport(BaseModel):
@@ -58,7 +56,11 @@ class EvaluationReport(BaseModel):
     ) -> EvaluationReport:
         """A report whose data provenance is read from the split's manifest."""
         info = split.manifest.split
-        assert info is not None  # a Split always has split information
+        if info is None:
+            raise DataError(
+                f"the split of '{split.manifest.name}' has no split information in its manifest",
+                "re-create it with `tastemaker data prepare` (or experiment.prepare)",
+            )
         return cls(
             dataset=split.manifest.name,
             split_kind=info.kind,
@@ -77,14 +79,13 @@ class EvaluationReport(BaseModel):
 
     def to_markdown(self) -> str:
         """A human-readable summary: provenance, then one row per metric, one column per K."""
-        header = "| metric | " + " | ".join(f"@{k}" for k in self.ks) + " |"
-        rule = "|---|" + "---:|" * len(self.ks)
-        rows = [
-            f"| {name} | "
-            + " | ".join(_fmt(self.metrics.get(f"{name}@{k}", float("nan"))) for k in self.ks)
-            + " |"
-            for name in self.metric_names()
-        ]
+        table = markdown_table(
+            ["metric", *(f"@{k}" for k in self.ks)],
+            [
+                [name, *(self.metrics.get(f"{name}@{k}") for k in self.ks)]
+                for name in self.metric_names()
+            ],
+        )
         extra = [f"- {key}: {value:g}" for key, value in self.metrics.items() if "@" not in key]
         return "\n".join(
             [
@@ -96,9 +97,7 @@ class EvaluationReport(BaseModel):
                 f"with tastemaker {self.version}",
                 *extra,
                 "",
-                header,
-                rule,
-                *rows,
+                table,
                 "",
                 "## Model configuration",
                 "",
@@ -161,23 +160,19 @@ def leaderboard_markdown(reports: list[EvaluationReport], columns: list[str]) ->
                 f"(different {', '.join(differing)})",
                 "put only results on the same split and part in one leaderboard",
             )
-    best = {c: max(r.metrics.get(c, float("-inf")) for r in reports) for c in columns}
+    measured = {c: [v for r in reports if not is_missing(v := r.metrics.get(c))] for c in columns}
+    best = {c: max(values, default=None) for c, values in measured.items()}
 
-    def cell(report: EvaluationReport, column: str) -> str:
-        if column not in report.metrics:
-            return "–"
-        text = _fmt(report.metrics[column])
-        return f"**{text}**" if report.metrics[column] == best[column] else text
+    def cell(report: EvaluationReport, column: str) -> str | None:
+        value = report.metrics.get(column)
+        if is_missing(value):
+            return None  # markdown_table shows it as "–"
+        return f"**{format_cell(value)}**" if value == best[column] else format_cell(value)
 
-    lines = [
+    table = markdown_table(
+        ["model", *columns], [[r.model, *(cell(r, c) for c in columns)] for r in reports]
+    )
+    return (
         f"Data: {first.dataset}, {first.split_kind} split, part {first.part}, "
-        f"seed {first.seed}, data hash `{first.data_hash[:12]}`",
-        "",
-        "| model | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
-        *(
-            f"| {r.model} | " + " | ".join(cell(r, c) for c in columns) + " |"
-            for r in reports
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+        f"seed {first.seed}, data hash `{first.data_hash[:12]}`\n\n{table}\n"
+    )

@@ -1,8 +1,9 @@
 """HTML pages from Jinja2 templates shipped with the package, autoescaped.
 
 Every page extends ``base.html.j2`` (head, style, title); ``macros.html.j2``
-holds the shared pieces (tables, images). A layer renders its own template with
-:func:`render`; values are escaped unless a template marks them safe.
+holds the shared pieces (tables, figures). A layer renders its own template with
+:func:`render`; values are escaped unless a template marks them safe, so a title
+or an LLM reply can never inject markup.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import base64
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from tastemaker.reporting.markdown import format_cell
+from tastemaker.reporting.values import column_digits, format_value
 
 if TYPE_CHECKING:
     import jinja2
 
 
-def data_uri(png: bytes) -> str:
-    """A PNG embedded in the page itself, so a page is one self-contained file."""
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    """An image embedded in the page itself, so a page is one self-contained file."""
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 @cache
@@ -34,8 +35,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["cell"] = format_cell
+    env.filters["cell"] = format_value
     env.filters["data_uri"] = data_uri
+    env.globals["column_digits"] = column_digits
     return env
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from tastemaker.reporting.values import MISSING, format_value
+
+__all__ = ["MISSING", "Align", "format_cell", "markdown_table"]
+
 Align = Literal["left", "right", "center"]
-MISSING = "–"  # shown for a value that was not measured (None or NaN), never a made-up 0
 _RULES = {"left": "---", "right": "---:", "center": ":---:"}
 
 
@@ -16,10 +18,7 @@ def format_cell(value: Any, digits: int = 4) -> str:
 
     Pipes are escaped so a cell can never break the table.
     """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return format_value(value, digits).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(

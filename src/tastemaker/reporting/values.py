@@ -1,0 +1,64 @@
+"""How a value is shown in a table: fixed decimals, missing values as "–", never a made-up 0.
+
+Markdown tables and HTML pages share these rules, so a number reads the same in
+``metrics.md`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Number
+from typing import Any
+
+MISSING = "–"  # shown for a value that was not measured (None or NaN), never a made-up 0
+PLACEHOLDERS = frozenset({MISSING, "-", "n/a"})  # strings callers already put for "missing"
+LARGE = 10.0  # from here on, a column's figures (seconds, counts) keep one decimal
+
+
+def is_missing(value: Any) -> bool:
+    """None or NaN: a value that was not measured."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def is_number(value: Any) -> bool:
+    """A measured number (bool is a flag, not a number)."""
+    return isinstance(value, Number) and not isinstance(value, bool) and not is_missing(value)
+
+
+def format_value(value: Any, digits: int = 4) -> str:
+    """Floats with ``digits`` decimals, missing values as "–", anything else as ``str``."""
+    if is_missing(value):
+        return MISSING
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def column_digits(
+    header: Sequence[Any], rows: Sequence[Sequence[Any]], digits: int = 4
+) -> list[int | None]:
+    """Per column, the decimals its numbers get, or None for a column of text.
+
+    A column is numeric when it holds at least one number and otherwise only
+    missing values or placeholders; its floats keep ``digits`` decimals, one when
+    one of them reaches :data:`LARGE` ("13.4 s", not "13.4182 s").
+    """
+    columns: list[list[Any]] = [[] for _ in header]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row has {len(row)} cells for {len(header)} columns")
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    result: list[int | None] = []
+    for column in columns:
+        numbers = [v for v in column if is_number(v)]
+        text = [v for v in column if not is_number(v) and not _placeholder(v)]
+        if not numbers or text:
+            result.append(None)
+        else:
+            large = any(isinstance(v, float) and abs(v) >= LARGE for v in numbers)
+            result.append(1 if large else digits)
+    return result
+
+
+def _placeholder(value: Any) -> bool:
+    return is_missing(value) or (isinstance(value, str) and value.strip() in PLACEHOLDERS)
