@@ -4,44 +4,32 @@
 (its candidate PNGs are linked by relative path); the user's history images and the
 target's real image are embedded as small base64 thumbnails, so the page still
 shows them when the data folder moves. :func:`evaluation_page` shows the
-ablation table of :mod:`tastemaker.generation.evaluation`.
+ablation table of :mod:`tastemaker.generation.evaluation`. The pages are rendered
+from ``tastemaker/reporting/templates/generation_*.html.j2`` (autoescaped: titles,
+prompts and LLM replies are shown, never interpreted).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tastemaker.evaluation.html import _page, _table
+from tastemaker.reporting.html import data_uri, render
+from tastemaker.reporting.values import format_value
 
 if TYPE_CHECKING:
     from tastemaker.generation.evaluation import GenerationEvaluation
     from tastemaker.generation.keywords import Keywords
-    from tastemaker.generation.pipeline import GenerationResult
+    from tastemaker.generation.pipeline import Candidate, GenerationResult
 
 THUMBNAIL = (96, 144)  # width, height: a poster's 2:3
-
-_STYLE = """<style>
-.grid { display: flex; flex-wrap: wrap; gap: .8rem; }
-.card { width: 8.5rem; font-size: .8rem; text-align: center; }
-.card img { max-width: 8rem; max-height: 12rem; image-rendering: pixelated; }
-.candidate { border: 2px solid transparent; padding: .3rem; width: 11rem; }
-.candidate img { width: 10rem; }
-.best { border-color: #2a7; background: #efe; }
-.note { background: #fff4d6; padding: .4rem .8rem; border-left: 4px solid #e0a000; }
-.kw { display: inline-block; background: #eef; border-radius: .6rem; padding: .05rem .5rem;
-      margin: .1rem; }
-pre { white-space: pre-wrap; background: #f6f6f6; padding: .5rem; font-size: .8rem; }
-</style>"""
+SCORES = ("d_p", "d_t", "z")
 
 
-def thumbnail(path: str | Path | None, size: tuple[int, int] = THUMBNAIL) -> str | None:
-    """An ``<img>`` with the image at ``path`` as an inline JPEG thumbnail (None: unreadable)."""
+def thumbnail_uri(path: str | Path | None, size: tuple[int, int] = THUMBNAIL) -> str | None:
+    """The image at ``path`` as an inline JPEG thumbnail (None: no path, or unreadable)."""
     if not path:
         return None
     from PIL import Image
@@ -54,83 +42,65 @@ def thumbnail(path: str | Path | None, size: tuple[int, int] = THUMBNAIL) -> str
         return None
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=80)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="{html.escape(Path(path).name)}" src="data:image/jpeg;base64,{data}">'
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def number(value: float | None, digits: int = 4) -> str:
-    """A score as the pages and tables print it ("n/a" when missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
+    """A score as the pages and tables print it ("–" when missing)."""
+    return format_value(None if value is None else float(value), digits)
 
 
-def _keywords(keywords: Keywords) -> str:
-    chips = "".join(f"<span class='kw'>{html.escape(k)}</span>" for k in keywords.keywords)
-    scores = (
-        f"<p class='meta'>relevance: {', '.join(number(s, 3) for s in keywords.scores)}</p>"
-        if keywords.scores
-        else ""
-    )
-    attempts = "".join(
-        f"<details><summary>LLM call {i} (temperature {a.temperature:g}, seed {a.seed}): "
-        f"kept {len(a.parsed)}</summary><pre>"
-        + html.escape("\n\n".join(f"[{m.role}] {m.content}" for m in a.messages))
-        + f"</pre><p>raw reply:</p><pre>{html.escape(a.raw)}</pre></details>"
-        for i, a in enumerate(keywords.attempts, 1)
-    )
-    return (
-        f"<p>{chips}</p><p class='meta'>extractor {html.escape(keywords.extractor)}</p>"
-        f"{scores}{attempts}"
-    )
+def _keywords(keywords: Keywords) -> dict[str, Any]:
+    return {
+        "keywords": keywords.keywords,
+        "extractor": keywords.extractor,
+        "scores": [number(s, 3) for s in keywords.scores],
+        "attempts": [
+            {
+                "temperature": f"{a.temperature:g}",
+                "seed": a.seed,
+                "kept": len(a.parsed),
+                "transcript": "\n\n".join(f"[{m.role}] {m.content}" for m in a.messages),
+                "raw": a.raw,
+            }
+            for a in keywords.attempts
+        ],
+    }
 
 
-def _history(result: GenerationResult) -> str:
+def _history(result: GenerationResult) -> dict[str, Any]:
     history = result.prepared.history
-    cards = []
-    for title, line, path in zip(
-        history.titles, history.lines, result.prepared.history_images, strict=True
-    ):
-        image = thumbnail(path) or ""
-        cards.append(
-            f"<div class='card'>{image}<div title='{html.escape(line)}'>"
-            f"{html.escape(title)}</div></div>"
+    cards = [
+        {"title": title, "line": line, "image": thumbnail_uri(path)}
+        for title, line, path in zip(
+            history.titles, history.lines, result.prepared.history_images, strict=True
         )
-    kept = f"rating ≥ {history.min_rating:g}, " if history.min_rating is not None else ""
-    return (
-        f"<p class='meta'>{len(history)} of {history.n_interactions} interactions "
-        f"({kept}in the order serialized below)</p><div class='grid'>{''.join(cards)}</div>"
-        f"<details><summary>serialized history</summary><pre>{html.escape(history.text)}"
-        "</pre></details>"
-    )
+    ]
+    rule = f"rating ≥ {history.min_rating:g}, " if history.min_rating is not None else ""
+    return {
+        "kept": len(history),
+        "total": history.n_interactions,
+        "rule": rule,
+        "cards": cards,
+        "text": history.text,
+    }
 
 
-def _candidates(result: GenerationResult) -> str:
-    best = result.best
-    cards = []
-    for c in result.candidates:
-        scores = c.scores or {}
-        chosen = best is not None and c.index == best.index
-        image = f"<img alt='candidate {c.index}' src='{c.file}'>" if c.file else ""
-        lines = [
-            f"w_p:w_t {c.weights[0]:g}:{c.weights[1]:g} · seed {c.seed}",
-            *(
-                f"{name} {number(scores.get(name))}"
-                for name in ("d_p", "d_t", "z")
-                if c.scores is not None
-            ),
-        ]
-        label = "<strong>chosen (highest z)</strong><br>" if chosen else ""
-        cards.append(
-            f"<div class='card candidate{' best' if chosen else ''}'>{image}<div>{label}"
-            + "<br>".join(html.escape(line) for line in lines)
-            + "</div></div>"
-        )
-    return f"<div class='grid'>{''.join(cards)}</div>"
+def _candidate(candidate: Candidate, best: Candidate | None) -> dict[str, Any]:
+    w_p, w_t = candidate.weights
+    lines = [f"w_p:w_t {w_p:g}:{w_t:g} · seed {candidate.seed}"]
+    if candidate.scores is not None:
+        lines += [f"{name} {number(candidate.scores.get(name))}" for name in SCORES]
+    return {
+        "index": candidate.index,
+        "file": candidate.file,
+        "chosen": best is not None and candidate.index == best.index,
+        "lines": lines,
+    }
 
 
-def _prompts(result: GenerationResult) -> str:
-    rows = []
+def _prompts(result: GenerationResult) -> list[list[str | None]]:
+    rows: list[list[str | None]] = []
     for weights in dict.fromkeys(c.weights for c in result.candidates):
         condition = next(c.condition for c in result.candidates if c.weights == weights)
         dropped = [k for ks in condition.get("dropped_keywords", {}).values() for k in ks]
@@ -139,10 +109,10 @@ def _prompts(result: GenerationResult) -> str:
                 f"{weights[0]:g}:{weights[1]:g}",
                 condition["prompt"],
                 condition["negative_prompt"],
-                ", ".join(dropped) or "-",
+                ", ".join(dropped) or None,
             ]
         )
-    return _table(["w_p:w_t", "prompt", "negative prompt", "dropped keywords"], rows)
+    return rows
 
 
 def result_page(result: GenerationResult) -> str:
@@ -151,35 +121,35 @@ def result_page(result: GenerationResult) -> str:
     components = result.components
     selection = result.selection
     scored = (
-        f"scorer {html.escape(str(selection['scorer']))}, α = {selection['alpha']:g}: "
-        "z = α·log d_p + (1−α)·log d_t"
+        f"scorer {selection['scorer']}, α = {selection['alpha']:g}: z = α·log d_p + (1−α)·log d_t"
         if selection
         else "not scored (no scorer configured: pass --scorer clip:ID or aligned:DIR)"
     )
-    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
-    target = thumbnail(p.item_image)
     soft = (
-        f"<p>{p.soft_tokens.shape[0]} soft preference tokens from "
-        f"{html.escape(str(components.get('soft_checkpoint')))}</p>"
+        {"count": p.soft_tokens.shape[0], "checkpoint": components.get("soft_checkpoint")}
         if p.soft_tokens is not None
-        else "<p class='meta'>no soft preference tokens</p>"
+        else None
     )
-    body = f"""{_STYLE}
-<p class="meta">user {html.escape(result.user_id)} · target {html.escape(result.item_id)} ·
-domain {html.escape(str(components.get("domain")))} · method {html.escape(result.method)} ·
-extractor {html.escape(str(components.get("extractor")))} · generator
-{html.escape(str((components.get("generator") or {}).get("model", "none (prompts only)")))}</p>
-{notes}
-<h2>History</h2>{_history(result)}
-<h2>Target</h2><div class="row"><div>{target or ""}</div>
-<pre>{html.escape(p.item.text)}</pre></div>
-<h2>Preference keywords</h2>{_keywords(p.preference)}
-<h2>Target keywords</h2>{_keywords(p.item_keywords)}
-<h2>Soft tokens</h2>{soft}
-<h2>Prompts</h2>{_prompts(result)}
-<h2>Candidates</h2><p class="meta">{scored}</p>{_candidates(result)}
-"""
-    return _page(f"Generated for user {result.user_id}: {p.item.title}", body)
+    best = result.best
+    return render(
+        "generation_result.html.j2",
+        title=f"Generated for user {result.user_id}: {p.item.title}",
+        user_id=result.user_id,
+        item_id=result.item_id,
+        domain=components.get("domain"),
+        method=result.method,
+        extractor=components.get("extractor"),
+        generator=(components.get("generator") or {}).get("model", "none (prompts only)"),
+        notes=result.notes,
+        history=_history(result),
+        target={"title": p.item.title, "text": p.item.text, "image": thumbnail_uri(p.item_image)},
+        preference=_keywords(p.preference),
+        item_keywords=_keywords(p.item_keywords),
+        soft=soft,
+        prompts=_prompts(result),
+        scored=scored,
+        candidates=[_candidate(c, best) for c in result.candidates],
+    )
 
 
 def evaluation_page(
@@ -189,41 +159,46 @@ def evaluation_page(
 
     ``images`` maps (user, item, method) to the image's path relative to the page.
     """
-    header, rows = evaluation.table_rows()
-    pairs = "".join(
-        f"<h3>user {html.escape(u)} · item {html.escape(i)}</h3><div class='grid'>"
-        + "".join(
-            f"<div class='card candidate'><img alt='{html.escape(r.method)}' "
-            f"src='{images[(u, i, r.method)]}'><div>{html.escape(r.method)}<br>"
-            f"z {number(r.z)}<br>target cos {number(r.target_cosine)}</div></div>"
-            for r in evaluation.records
-            if (r.user_id, r.item_id) == (u, i) and (u, i, r.method) in images
-        )
-        + "</div>"
+    from tastemaker.generation.evaluation import METRICS
+
+    header, _ = evaluation.table_rows()
+    # The summary's own numbers (None when unmeasured), so the table aligns and dashes them.
+    rows = [
+        [row["method"], row["pairs"], *(row[m] for m in METRICS)] for row in evaluation.summary()
+    ]
+    pairs = [
+        {
+            "user_id": u,
+            "item_id": i,
+            "cards": [
+                {
+                    "method": r.method,
+                    "src": images[(u, i, r.method)],
+                    "z": r.z,
+                    "target_cosine": r.target_cosine,
+                }
+                for r in evaluation.records
+                if (r.user_id, r.item_id) == (u, i) and (u, i, r.method) in images
+            ],
+        }
         for u, i in dict.fromkeys((r.user_id, r.item_id) for r in evaluation.records)
+    ]
+    return render(
+        "generation_evaluation.html.j2",
+        title="Personalized generation: the PMG ablation",
+        n_pairs=len(evaluation.pairs),
+        alpha=f"{evaluation.alpha:g}",
+        notes=evaluation.notes,
+        header=header,
+        rows=rows,
+        legend=evaluation.legend(),
+        pairs=pairs,
     )
-    body = f"""{_STYLE}
-<p class="meta">{len(evaluation.pairs)} (user, item) pairs · α = {evaluation.alpha:g} ·
-the same seeds for every method</p>
-{"".join(f"<p class='note'>{html.escape(n)}</p>" for n in evaluation.notes)}
-<h2>Methods</h2>{_table(header, rows)}
-<p class="meta">{html.escape(evaluation.legend())}</p>
-<h2>Best image per method</h2>{pairs}
-"""
-    return _page("Personalized generation: the PMG ablation", body)
 
 
 def batch_page(rows: list[dict[str, object]]) -> str:
     """The index of a batch: one line per (user, item) with its best prompt and z, linked."""
-    lines = "".join(
-        f"<tr><td><a href='{html.escape(str(r['folder']))}/index.html'>"
-        f"{html.escape(str(r['user_id']))}</a></td><td>{html.escape(str(r['title']))}</td>"
-        f"<td>{number(r['z'] if isinstance(r['z'], float) else None)}</td>"
-        f"<td>{html.escape(str(r['prompt']))}</td></tr>"
-        for r in rows
+    shown = [{**r, "z": r["z"] if isinstance(r["z"], float) else None} for r in rows]
+    return render(
+        "generation_batch.html.j2", title=f"Personalized generation: {len(rows)} pairs", rows=shown
     )
-    table = (
-        "<table><thead><tr><th>user</th><th>item</th><th>best z</th><th>prompt</th></tr>"
-        f"</thead><tbody>{lines}</tbody></table>"
-    )
-    return _page(f"Personalized generation: {len(rows)} pairs", table)
