@@ -16,8 +16,9 @@ from PIL import Image
 from tastemaker.errors import DataError
 from tastemaker.evaluation import html
 from tastemaker.evaluation.report import EvaluationReport
+from tastemaker.generation.evaluation import GenerationEvaluation, PairRecord
 from tastemaker.generation.history import ItemText, UserHistory
-from tastemaker.generation.html import batch_page, number, result_page
+from tastemaker.generation.html import batch_page, evaluation_page, number, result_page
 from tastemaker.generation.keywords import Attempt, Keywords
 from tastemaker.generation.pipeline import Candidate, GenerationResult, Prepared
 from tastemaker.llm.base import ChatMessage
@@ -128,6 +129,8 @@ def test_training_page_keeps_text_left_and_rounds_seconds() -> None:
     assert cells.cell("s/epoch")[1] == "num" and cells.cell("best epoch")[1] == "num"
     assert cells.cell("13.4") == ("td", "num", "13.4")  # not 13.4182
     assert cells.cell("0.3123")[1] == "num"
+    best_epochs = [text for tag, _, text in cells.cells if tag == "td"][3::6]
+    assert best_epochs == ["7", MISSING]  # the caller's "-" is shown as the one dash
 
 
 # ---------------------------------------------------------------------------- generation pages
@@ -194,3 +197,20 @@ def test_batch_page_escapes_and_dashes_a_missing_z() -> None:
 def test_number_shows_missing_as_a_dash() -> None:
     assert number(None) == MISSING and number(float("nan")) == MISSING
     assert number(0.5, 2) == "0.50"
+
+
+def test_evaluation_page_keeps_an_unmeasured_metric_a_right_aligned_dash() -> None:
+    nan = float("nan")
+    records = [
+        PairRecord("u1", "m1", m, 0.6, 0.7, -0.35, 0.2, 0.1, nan, nan, 1, [1.0, 1.0], 0, EVIL)
+        for m in ("hard", "both")
+    ]
+    evaluation = GenerationEvaluation([("u1", "m1")], ["hard", "both"], 0.5, records, [EVIL])
+    images = {("u1", "m1", m): f"images/000-{m}.png" for m in ("hard", "both")}
+    page = evaluation_page(evaluation, images)
+    cells = Cells(page)
+    assert cells.scripts == 0 and "images/000-both.png" in page
+    header = [c for c in cells.cells if c[0] == "th"]
+    assert [cls for _, cls, _ in header] == [None, *(["num"] * (len(header) - 1))]
+    hard = [c for c in cells.cells if c[0] == "td"][: len(header)]
+    assert hard[0] == ("td", None, "hard") and hard[-1] == ("td", "num", MISSING)

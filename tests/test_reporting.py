@@ -43,7 +43,8 @@ def test_column_digits_tells_number_columns_from_text_and_rounds_large_figures()
     header = ["model", "epochs", "ndcg", "s/epoch", "note"]
     rows = [["bpr", 12, 0.3, 13.41, "ok"], ["ease", "-", None, 0.5, None]]
     assert column_digits(header, rows) == [None, 4, 4, 1, None]
-    assert column_digits(["a"], [[None], ["–"]]) == [None]  # nothing measured: not a number column
+    assert column_digits(header, rows, text=["epochs"]) == [None, None, 4, 1, None]
+    assert column_digits(["a"], [[None], ["–"]]) == [4]  # nothing measured: still numbers
     with pytest.raises(ValueError, match="1 cells for 2 columns"):
         column_digits(["a", "b"], [[1]])
 

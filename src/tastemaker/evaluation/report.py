@@ -24,9 +24,9 @@ JSON_NAME, MARKDOWN_NAME = "metrics.json", "metrics.md"
 
 
 def _version() -> str:
-    from tastemaker import __version__
+    import tastemaker  # at call time: the package imports this module while it loads
 
-    return __version__
+    return tastemaker.__version__
 
 
 class EvaluationReport(BaseModel):

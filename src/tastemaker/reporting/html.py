@@ -12,7 +12,7 @@ import base64
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from tastemaker.reporting.values import column_digits, format_value
+from tastemaker.reporting.values import column_digits, shown
 
 if TYPE_CHECKING:
     import jinja2
@@ -35,7 +35,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["cell"] = format_value
+    env.filters["cell"] = shown
     env.filters["data_uri"] = data_uri
     env.globals["column_digits"] = column_digits
     return env

@@ -7,7 +7,7 @@ Markdown tables and HTML pages share these rules, so a number reads the same in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from numbers import Number
 from typing import Any
 
@@ -33,14 +33,23 @@ def format_value(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def shown(value: Any, digits: int = 4) -> str:
+    """What a page shows: :func:`format_value`, with every placeholder as the one "–"."""
+    return MISSING if _placeholder(value) else format_value(value, digits)
+
+
 def column_digits(
-    header: Sequence[Any], rows: Sequence[Sequence[Any]], digits: int = 4
+    header: Sequence[Any],
+    rows: Sequence[Sequence[Any]],
+    digits: int = 4,
+    text: Collection[Any] = (),
 ) -> list[int | None]:
     """Per column, the decimals its numbers get, or None for a column of text.
 
-    A column is numeric when it holds at least one number and otherwise only
-    missing values or placeholders; its floats keep ``digits`` decimals, one when
-    one of them reaches :data:`LARGE` ("13.4 s", not "13.4182 s").
+    A column is numeric unless it holds text (a string that is no placeholder) or
+    is named in ``text``; a column with nothing measured is numeric too (a metric
+    nobody has). Its floats keep ``digits`` decimals, one when one of them
+    reaches :data:`LARGE` ("13.4 s", not "13.4182 s").
     """
     columns: list[list[Any]] = [[] for _ in header]
     for row in rows:
@@ -49,10 +58,9 @@ def column_digits(
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     result: list[int | None] = []
-    for column in columns:
+    for name, column in zip(header, columns, strict=True):
         numbers = [v for v in column if is_number(v)]
-        text = [v for v in column if not is_number(v) and not _placeholder(v)]
-        if not numbers or text:
+        if name in text or any(not is_number(v) and not _placeholder(v) for v in column):
             result.append(None)
         else:
             large = any(isinstance(v, float) and abs(v) >= LARGE for v in numbers)
