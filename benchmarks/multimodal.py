@@ -57,7 +57,6 @@ from tastemaker.evaluation.cold_start import (
     item_groups,
     restrict,
 )
-from tastemaker.models.multimodal import requires_features
 from tastemaker.models.registry import available_models, get_model_class
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,7 +103,7 @@ def load_experiment(path: Path) -> Experiment:
 
 def run_one(run: Run, split: Split, exp: Experiment, features: dict) -> dict[str, Any]:
     """Train and score one run; its record for the result files."""
-    multimodal = requires_features(get_model_class(run.model))
+    multimodal = get_model_class(run.model).requires_features
     if (run.modalities is not None or run.features is not None) and not multimodal:
         raise ConfigError(
             f"run '{run.name}': model '{run.model}' reads no item content",

@@ -40,7 +40,6 @@ from tastemaker.encoders import EmbeddingStore, TextEncoder, encode_catalog
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.models import MostPopular, create_model
-from tastemaker.models.multimodal import requires_features
 from tastemaker.pretrain.unisrec import pretrain_unisrec
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -110,10 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 params["pretrained"] = str(folder)
             model = create_model(name, **params)
             start = time.perf_counter()
-            if requires_features(model):
-                model.fit(target.train, target.valid, features={"text": target_text})  # type: ignore[call-arg]
-            else:
-                model.fit(target.train, target.valid)
+            model.fit(target.train, target.valid, features={"text": target_text})
             seconds = time.perf_counter() - start
             log = model.training_log or []
             record = {

@@ -29,7 +29,6 @@ from tastemaker.evaluation.cold_start import cold_start_report
 from tastemaker.evaluation.report import EvaluationReport, leaderboard_markdown
 from tastemaker.generation.pipeline import demo_generation
 from tastemaker.models.base import Recommender
-from tastemaker.models.multimodal import requires_features
 from tastemaker.models.registry import get_model_class
 
 # ID-only baselines and VBPR, which reads item content (text, and posters when given).
@@ -123,7 +122,7 @@ def _train(
     split: Split, spec: ModelSpec, features: FeaturesConfig | Mapping[str, ItemEmbeddings] | None
 ) -> Recommender:
     """Train ``spec``; a multimodal model reads text, and images when there are any."""
-    if requires_features(get_model_class(spec.name)) and "modalities" not in spec.params:
+    if get_model_class(spec.name).requires_features and "modalities" not in spec.params:
         modalities = ["text", "image"] if split.catalog.n_images else ["text"]
         spec = spec.model_copy(update={"params": {**spec.params, "modalities": modalities}})
     return experiment.train(split, spec, features)

@@ -25,7 +25,6 @@ from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
-from tastemaker.models.multimodal import requires_features
 from tastemaker.models.registry import create_model
 
 
@@ -83,12 +82,23 @@ def train(
     """
     model = create_model(spec.name, **spec.params)
     valid = split.valid if len(split.valid) else None
-    if not requires_features(model):
-        return model.fit(split.train, valid)
-    if features is None or isinstance(features, FeaturesConfig):
-        modalities = model.config.modalities  # type: ignore[attr-defined]
-        features = item_features(split.catalog, modalities, features)
-    return model.fit(split.train, valid, features=features)  # type: ignore[call-arg]
+    return model.fit(split.train, valid, features=model_features(model, split, features))
+
+
+def model_features(
+    model: Recommender,
+    split: Split,
+    features: Mapping[str, ItemEmbeddings] | FeaturesConfig | None = None,
+) -> Mapping[str, ItemEmbeddings] | None:
+    """The item features ``model`` reads: ``features`` as given, or encoded (cached) from
+    the split's catalog as a :class:`FeaturesConfig` says; None for a model that reads no
+    content. Callers that fit many models (tuning) call it once and share the result."""
+    if not model.requires_features:
+        return None
+    if features is not None and not isinstance(features, FeaturesConfig):
+        return features
+    modalities = model.config.modalities  # type: ignore[attr-defined]
+    return item_features(split.catalog, modalities, features)
 
 
 def evaluate(
@@ -109,6 +119,11 @@ def evaluate(
 
 def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 10) -> pl.DataFrame:
     """Top-``k`` items ``users`` never interacted with, with titles (raw IDs in and out)."""
+    if isinstance(users, str):
+        raise ConfigError(
+            f"users={users!r} is one string, not a list of user IDs",
+            f"pass a list, e.g. recommend(model, split, [{users!r}])",
+        )
     # Everything known about the users: sequential models condition on it, and none of
     # it is recommended back.
     known = Interactions.concat([split.train, split.valid, split.test])

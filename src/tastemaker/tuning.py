@@ -34,11 +34,14 @@ from pydantic import (
 from tqdm.auto import tqdm
 
 from tastemaker.atomic import ensure_writable_dir, write_bytes, write_text
+from tastemaker.config import FeaturesConfig
 from tastemaker.data.dataset import Split
+from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError, DataError, TastemakerError
 from tastemaker.evaluation import html
 from tastemaker.evaluation.metrics import METRICS
 from tastemaker.evaluation.ranking import evaluate_split
+from tastemaker.experiment import model_features
 from tastemaker.models.base import Recommender
 from tastemaker.models.registry import get_model_class
 from tastemaker.models.training import IterativeRecommender
@@ -334,13 +337,14 @@ def _run_trial(
     fixed: Mapping[str, Any],
     params: dict[str, Any],
     split: Split,
+    features: Mapping[str, ItemEmbeddings] | None,
     metric: str,
     cutoff: int,
 ) -> tuple[Trial, Recommender | None]:
     """Train one configuration on train (early-stopped on valid); score it on valid."""
     start = time.perf_counter()
     try:
-        model = model_cls(**fixed, **params).fit(split.train, split.valid)
+        model = model_cls(**fixed, **params).fit(split.train, split.valid, features=features)
         scores = evaluate_split(model, split, "valid", ks=(cutoff,), metrics=(metric,))
         value = float(scores[f"{metric}@{cutoff}"])
     except TastemakerError as exc:
@@ -417,6 +421,7 @@ def tune(
     seed: int = 42,
     out: Path | None = None,
     save_best: bool = False,
+    features: Mapping[str, ItemEmbeddings] | FeaturesConfig | None = None,
 ) -> TuneResult:
     """Search ``space`` for the configuration of ``model_name`` best on ``split.valid``.
 
@@ -427,6 +432,8 @@ def tune(
     ``params`` name another ``early_stopping_metric``. With ``out``, writes
     ``trials.csv``, ``trials.md``, ``trials.png`` and ``best.json`` there (and
     ``best-model/`` with ``save_best``): the best trial's model, trained once.
+    Content models read item ``features`` (given, or encoded once through the
+    embedding store as a :class:`FeaturesConfig` says), shared by every trial.
     """
     name, cutoff = _parse_metric(metric)
     metric = f"{name}@{cutoff}"
@@ -445,6 +452,7 @@ def tune(
         raise ConfigError("save_best needs an output folder", "pass out=FOLDER (--out)")
     if out is not None:
         ensure_writable_dir(out)
+    encoded = model_features(model_cls(**fixed), split, features)
 
     import optuna
 
@@ -462,7 +470,7 @@ def tune(
             while n_trials is None or len(trials) < n_trials:
                 asked = study.ask(distributions)
                 trial, model = _run_trial(
-                    asked.number, model_cls, fixed, dict(asked.params), split, name, cutoff
+                    asked.number, model_cls, fixed, dict(asked.params), split, encoded, name, cutoff
                 )
                 if trial.value is None:
                     study.tell(asked, state=optuna.trial.TrialState.FAIL)

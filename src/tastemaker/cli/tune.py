@@ -65,6 +65,7 @@ def tune(
         seed=cfg.seed,
         out=out,
         save_best=cfg.save_best,
+        features=config.section(tables, "features"),
     )
     table = Table("trial", f"valid {result.metric}", "epochs", "seconds", "params")
     for t in result.top(5):

@@ -104,7 +104,8 @@ class ALS(IterativeRecommender):
     state_keys = ("user_factors", "item_factors")
 
     def _prepare(self, train: Interactions) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         # Binary r: c − 1 = α at every interaction (kept as stored cells even when α = 0).
         self._by_user, self._by_item = (
             _with_values(cells, cells.values() * self.config.alpha)

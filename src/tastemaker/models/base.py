@@ -10,9 +10,9 @@ one cannot run code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,9 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.models.registry import get_model_class
+
+if TYPE_CHECKING:
+    from tastemaker.encoders.base import ItemEmbeddings
 
 CONFIG_FILE, WEIGHTS_FILE, IDS_FILE, LOG_FILE = (
     "config.json",
@@ -80,12 +83,22 @@ class Recommender(ABC):
 
     Subclasses set ``name``, ``config_class`` and ``state_keys`` and implement
     :meth:`_fit`, :meth:`_score_indices`, :meth:`_state` and :meth:`_load_state`.
+    Every model is fitted the same way, ``fit(train, valid, features=...)``: models
+    that read item content (``requires_features``) take the features in
+    :meth:`_use_features`, the others ignore them, so no caller branches on the kind.
+
+    Randomness comes from the model's own ``generator`` (a ``torch.Generator``
+    seeded from ``config.seed``, made at construction and again at the start of
+    every fit; SPEC 7's per-object ``rng``): fitting twice gives the same model,
+    and the global torch/NumPy RNG state is never touched.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     state_keys: ClassVar[tuple[str, ...]]
+    requires_features: ClassVar[bool] = False
     config: ModelConfig
+    generator: torch.Generator
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and not isinstance(config, self.config_class):
@@ -106,6 +119,7 @@ class Recommender(ABC):
         self.items: Vocab | None = None
         self.seen: sp.csr_matrix | None = None
         self.training_log: list[dict[str, Any]] | None = None
+        self.generator = torch.Generator().manual_seed(self.config.seed)
 
     @property
     def is_fitted(self) -> bool:
@@ -113,20 +127,38 @@ class Recommender(ABC):
 
     @property
     def n_items(self) -> int:
-        self._check_fitted()
-        assert self.items is not None
-        return len(self.items)
+        return len(self._fitted()[1])
 
     def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise ConfigError(
-                f"model '{self.name}' is not fitted yet",
-                "call fit(train) first, or get a trained model with Recommender.load(path)",
-            )
+        self._fitted()
+
+    def _fitted(self) -> tuple[Vocab, Vocab, sp.csr_matrix]:
+        """(users, items, seen) of a fitted model; a ConfigError before :meth:`fit`."""
+        if self.users is None or self.items is None or self.seen is None:
+            raise self.not_fitted_error()
+        return self.users, self.items, self.seen
+
+    def not_fitted_error(self) -> ConfigError:
+        """What using state that only :meth:`fit` or :meth:`load` makes raises before them."""
+        return ConfigError(
+            f"model '{self.name}' is not fitted yet",
+            "call fit(train) first, or get a trained model with Recommender.load(path)",
+        )
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
-        """Learn from ``train``; iterative models early-stop on ``valid``."""
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        *,
+        features: Mapping[str, ItemEmbeddings] | None = None,
+    ) -> Self:
+        """Learn from ``train``; iterative models early-stop on ``valid``.
+
+        ``features`` (one :class:`ItemEmbeddings` per modality, e.g. from
+        :func:`tastemaker.experiment.item_features`) are required by models that read
+        item content and ignored by the others.
+        """
         if len(train) == 0:
             raise DataError("the training interactions are empty", "train on a non-empty split")
         if valid is not None and (valid.users != train.users or valid.items != train.items):
@@ -134,15 +166,19 @@ class Recommender(ABC):
                 "validation interactions use other user/item vocabularies than training",
                 "pass parts of one Split (split.train, split.valid)",
             )
-        self.users, self.items, self.seen = train.users, train.items, train.to_csr()
-        # A private generator: fitting is reproducible without touching global RNG state.
-        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self._unfit()  # a fresh generator: fitting again gives the same model
         try:
+            self._use_features(features, train.items)
+            self.users, self.items, self.seen = train.users, train.items, train.to_csr()
             self._fit(train, valid)
         except BaseException:
             self._unfit()
             raise
         return self
+
+    def _use_features(self, features: Mapping[str, ItemEmbeddings] | None, items: Vocab) -> None:
+        """Take the item features (content models); ID models ignore them."""
+        return None
 
     @abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
@@ -160,12 +196,11 @@ class Recommender(ABC):
         means the training interactions.
         The tensor is new: callers (the evaluator, :meth:`recommend`) may mask it in place.
         """
-        self._check_fitted()
-        assert self.users is not None
+        users = self._fitted()[0]
         user_idx = np.asarray(user_idx, dtype=np.int64)
-        if user_idx.size and (user_idx.min() < 0 or user_idx.max() >= len(self.users)):
+        if user_idx.size and (user_idx.min() < 0 or user_idx.max() >= len(users)):
             raise DataError(
-                f"user indices outside 0..{len(self.users) - 1}",
+                f"user indices outside 0..{len(users) - 1}",
                 "use indices of the training user vocabulary",
             )
         self._check_context(context)
@@ -188,10 +223,9 @@ class Recommender(ABC):
 
     def score(self, users: Sequence[str], items: Sequence[str] | None = None) -> np.ndarray:
         """Scores of ``items`` (default: all, in vocabulary order) for raw user IDs."""
-        self._check_fitted()
-        assert self.users is not None and self.items is not None
-        scores = self.score_indices(self.users.index(users)).numpy()
-        return scores if items is None else scores[:, self.items.index(items)]
+        vocab_users, vocab_items, _ = self._fitted()
+        scores = self.score_indices(vocab_users.index(users)).numpy()
+        return scores if items is None else scores[:, vocab_items.index(items)]
 
     def recommend(
         self,
@@ -206,14 +240,18 @@ class Recommender(ABC):
         ``exclude_seen`` a user's training (and context) items are never recommended,
         so a user may get fewer than ``k`` rows.
         """
-        self._check_fitted()
-        assert self.users is not None and self.items is not None and self.seen is not None
+        vocab_users, vocab_items, trained_seen = self._fitted()
+        if isinstance(users, str):
+            raise ConfigError(
+                f"users={users!r} is one string, not a list of user IDs",
+                f"pass a list, e.g. recommend([{users!r}])",
+            )
         if k < 1:
             raise ConfigError(f"k={k} is invalid", "ask for at least 1 recommendation")
-        idx = self.users.index(users)
-        k = min(k, len(self.items))
+        idx = vocab_users.index(users)
+        k = min(k, len(vocab_items))
         self._check_context(context)
-        seen = self.seen if context is None else (self.seen + context.to_csr()).tocsr()
+        seen = trained_seen if context is None else (trained_seen + context.to_csr()).tocsr()
         user_rows, item_rows, score_rows = [], [], []
         for start in range(0, len(idx), _RECOMMEND_BATCH):
             batch = idx[start : start + _RECOMMEND_BATCH]
@@ -230,9 +268,9 @@ class Recommender(ABC):
         values = np.concatenate(score_rows) if score_rows else np.zeros(0, np.float32)
         frame = pl.DataFrame(
             {
-                "user_id": pl.Series(self.users.decode(user_idx), dtype=pl.Utf8),
+                "user_id": pl.Series(vocab_users.decode(user_idx), dtype=pl.Utf8),
                 "rank": pl.Series(np.tile(np.arange(1, k + 1), len(idx)), dtype=pl.Int32),
-                "item_id": pl.Series(self.items.decode(item_idx), dtype=pl.Utf8),
+                "item_id": pl.Series(vocab_items.decode(item_idx), dtype=pl.Utf8),
                 "score": pl.Series(values, dtype=pl.Float32),
             }
         )
@@ -259,8 +297,7 @@ class Recommender(ABC):
         """Write the model to the folder ``path`` atomically (config, weights, IDs, log)."""
         from tastemaker import __version__
 
-        self._check_fitted()
-        assert self.users is not None and self.items is not None and self.seen is not None
+        users, items, seen = self._fitted()
         path = Path(path)
         meta = {
             "model": self.name,
@@ -270,13 +307,13 @@ class Recommender(ABC):
         tensors = {
             **self._state(),
             **self._fixed_state(),
-            _SEEN_INDPTR: torch.from_numpy(self.seen.indptr.astype(np.int64)),
-            _SEEN_INDICES: torch.from_numpy(self.seen.indices.astype(np.int64)),
+            _SEEN_INDPTR: torch.from_numpy(seen.indptr.astype(np.int64)),
+            _SEEN_INDICES: torch.from_numpy(seen.indices.astype(np.int64)),
         }
         with atomic_path(path, directory=True) as tmp:
             write_json(tmp / CONFIG_FILE, meta)
             write_tensors(tmp / WEIGHTS_FILE, tensors)
-            write_json(tmp / IDS_FILE, {"users": self.users.ids, "items": self.items.ids}, None)
+            write_json(tmp / IDS_FILE, {"users": users.ids, "items": items.ids}, None)
             if self.training_log is not None:
                 write_json(tmp / LOG_FILE, self.training_log, indent=1)
         return path

@@ -65,7 +65,8 @@ def _distance(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class _BM3Net(torch.nn.Module):
     def __init__(self, model: BM3, generator: torch.Generator) -> None:
         super().__init__()
-        assert model.seen is not None
+        if model.seen is None:
+            raise model.not_fitted_error()
         n_users, n_items = model.seen.shape
         dim = model.config.factors
         self.user_embedding = xavier(generator, n_users, dim)
@@ -102,7 +103,8 @@ class BM3(ContentRecommender):
 
     def _graph(self) -> tuple[torch.Tensor, torch.Tensor]:
         """h_u and h_i: the ID embeddings after LightGCN propagation."""
-        assert self.net is not None and self.seen is not None
+        if self.net is None or self.seen is None:
+            raise self.not_fitted_error()
         if self._adjacency is None:
             self._adjacency = normalized_adjacency(self.seen)
         net = self.net
@@ -113,7 +115,8 @@ class BM3(ContentRecommender):
     def _loss(
         self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
-        assert self.net is not None
+        if self.net is None:
+            raise self.not_fitted_error()
         net, cfg, generator = self.net, self.config, self.generator
         all_users, all_items = self._graph()
         h_u, h_i = all_users[users], all_items[positives]
@@ -136,7 +139,8 @@ class BM3(ContentRecommender):
         return loss
 
     def _represent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.net is not None
+        if self.net is None:
+            raise self.not_fitted_error()
         net, warm = self.net, self.warm
         h_u, h_i = self._graph()
         content, count = torch.zeros_like(h_i), torch.zeros(len(h_i))

@@ -87,7 +87,8 @@ class BPR(IterativeRecommender):
     state_keys = ("user_embedding", "item_embedding")
 
     def _prepare(self, train: Interactions) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         self._pairs = PairSampler(self.seen, self.name)
         n_users, n_items = self.seen.shape
         factors = self.config.factors

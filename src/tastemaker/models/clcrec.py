@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from torch.nn.utils import skip_init
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
@@ -71,10 +72,10 @@ class _Network(torch.nn.Module):
         self.item_embedding = torch.nn.Parameter(torch.empty(n_items, cfg.factors))
         self.encoder = torch.nn.ModuleDict(
             {
-                m: torch.nn.Sequential(
-                    torch.nn.Linear(dim, cfg.hidden),
+                m: torch.nn.Sequential(  # skip_init: no draw from the global RNG
+                    skip_init(torch.nn.Linear, dim, cfg.hidden),
                     torch.nn.LeakyReLU(),
-                    torch.nn.Linear(cfg.hidden, cfg.factors),
+                    skip_init(torch.nn.Linear, cfg.hidden, cfg.factors),
                 )
                 for m, dim in dims.items()
             }
@@ -101,7 +102,8 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
 
     # ------------------------------------------------------------------ training
     def _prepare(self, train: Interactions) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         n_users, n_items = self.seen.shape
         coo = self.seen.tocoo()
         self._pair_users = torch.from_numpy(coo.row.astype(np.int64))
@@ -119,13 +121,15 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
 
     def _has_id(self) -> np.ndarray:
         """Items with a training interaction (their ID embedding was trained)."""
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         return np.diff(self.seen.tocsc().indptr) > 0
 
     def _encode(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit content vectors of ``items`` (mean over the modalities each has; zero
         without any) and the mask of items with some content."""
-        assert self._network is not None
+        if self._network is None:
+            raise self.not_fitted_error()
         total = torch.zeros(len(items), self.config.factors)
         count = torch.zeros(len(items))
         for modality in self.config.modalities:
@@ -150,7 +154,8 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
 
     def _loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         cfg, net, gen = self.config, self._network, self.generator
-        assert net is not None
+        if net is None:
+            raise self.not_fitted_error()
         pool = self._negative_pool
         negatives = pool[torch.randint(len(pool), (cfg.n_negatives,), generator=gen)]
         items = torch.cat([positives, negatives])
@@ -181,7 +186,8 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
     @torch.no_grad()
     def item_vectors(self) -> torch.Tensor:
         """Unit vectors of all items as scored; an item with neither ID nor content is NaN."""
-        assert self._network is not None
+        if self._network is None:
+            raise self.not_fitted_error()
         ids = F.normalize(self._network.item_embedding, dim=1)
         content, has_content = self._encode(torch.arange(self.n_items))
         has_id = torch.from_numpy(self._has_id())
@@ -193,13 +199,15 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
 
     @torch.no_grad()
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
-        assert self._network is not None
+        if self._network is None:
+            raise self.not_fitted_error()
         users = F.normalize(self._network.user_embedding[torch.from_numpy(user_idx)], dim=1)
         return (users @ self.item_vectors().T).nan_to_num_(nan=float("-inf"))
 
     # --------------------------------------------------------------- persistence
     def _state(self) -> dict[str, torch.Tensor]:
-        assert self._network is not None
+        if self._network is None:
+            raise self.not_fitted_error()
         return {
             USERS: self._network.user_embedding,
             ITEMS: self._network.item_embedding,

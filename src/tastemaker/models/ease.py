@@ -92,12 +92,14 @@ class EASE(Recommender):
     state_keys = ("weights",)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         check_memory(self.n_items, self.config.max_memory_gb)
         self.weights = ease_weights(self.seen, self.config.reg)
 
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         return torch.from_numpy(np.asarray(self.seen[user_idx] @ self.weights.numpy()))
 
     def _state(self) -> dict[str, torch.Tensor]:

@@ -92,7 +92,8 @@ def prune_edges(seen: sp.csr_matrix, drop: float, generator: torch.Generator) ->
 class _FREEDOMNet(torch.nn.Module):
     def __init__(self, model: FREEDOM, generator: torch.Generator) -> None:
         super().__init__()
-        assert model.seen is not None
+        if model.seen is None:
+            raise model.not_fitted_error()
         n_users, n_items = model.seen.shape
         dim = model.config.factors
         self.user_embedding = xavier(generator, n_users, dim)
@@ -136,7 +137,8 @@ class FREEDOM(ContentRecommender):
         self._item_graph, self._adjacency = None, None
 
     def _start_epoch(self) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         if self.config.dropout == 0:
             self._train_adjacency = self._full_adjacency()
             return
@@ -144,14 +146,16 @@ class FREEDOM(ContentRecommender):
         self._train_adjacency = normalized_adjacency(pruned)
 
     def _full_adjacency(self) -> torch.Tensor:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         if self._adjacency is None:
             self._adjacency = normalized_adjacency(self.seen)
         return self._adjacency
 
     def _forward(self, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User embeddings and item embeddings (LightGCN output + item-graph smoothing)."""
-        assert self.net is not None and self.item_graph is not None
+        if self.net is None or self.item_graph is None:
+            raise self.not_fitted_error()
         if self._item_graph is None:
             self._item_graph = csr_tensor(self.item_graph)
         items = self.net.item_embedding * self.warm.float()[:, None]
@@ -164,7 +168,8 @@ class FREEDOM(ContentRecommender):
     def _loss(
         self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
-        assert self.net is not None and self._train_adjacency is not None
+        if self.net is None or self._train_adjacency is None:
+            raise self.not_fitted_error()
         all_users, all_items = self._forward(self._train_adjacency)
         u = all_users[users]
         logsigmoid = torch.nn.functional.logsigmoid
@@ -182,7 +187,8 @@ class FREEDOM(ContentRecommender):
 
     def _represent(self) -> tuple[torch.Tensor, torch.Tensor]:
         users, items = self._forward(self._full_adjacency())
-        assert self._item_graph is not None
+        if self._item_graph is None:
+            raise self.not_fitted_error()
         # A cold item takes the (graph-weighted) mean final embedding of its warm content
         # neighbours: the vectors users were trained to score, not the bare ID embeddings.
         cold = ~self.warm
@@ -190,7 +196,8 @@ class FREEDOM(ContentRecommender):
         return users, items
 
     def _fixed_state(self) -> dict[str, torch.Tensor]:
-        assert self.item_graph is not None
+        if self.item_graph is None:
+            raise self.not_fitted_error()
         graph = self.item_graph
         arrays = (graph.indptr.astype(np.int64), graph.indices.astype(np.int64), graph.data)
         return {

@@ -71,11 +71,13 @@ class ItemKNN(Recommender):
     state_keys = ("similarity.indptr", "similarity.indices", "similarity.data")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         self.similarity = topk_cosine(self.seen, self.config.k, self.config.shrink)
 
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         block = (self.seen[user_idx] @ self.similarity).toarray()
         return torch.from_numpy(block.astype(np.float32, copy=False))
 

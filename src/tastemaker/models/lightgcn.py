@@ -107,7 +107,8 @@ class LightGCN(BPR):
 
     def _prepare(self, train: Interactions) -> None:
         super()._prepare(train)
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         self._adjacency, self._final = normalized_adjacency(self.seen), None
 
     def _unfit(self) -> None:
@@ -117,7 +118,8 @@ class LightGCN(BPR):
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._adjacency is None:  # a loaded model: rebuilt from the saved training matrix
-            assert self.seen is not None
+            if self.seen is None:
+                raise self.not_fitted_error()
             self._adjacency = normalized_adjacency(self.seen)
         return propagate(
             self._adjacency, self.user_embedding, self.item_embedding, self.config.n_layers

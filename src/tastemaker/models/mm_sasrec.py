@@ -216,7 +216,8 @@ class MMSASRec(MultimodalMixin, SequentialRecommender):
     normalize_states: ClassVar[bool] = False
 
     def _build_network(self) -> ContentSequenceNetwork:
-        assert self.seen is not None
+        if self.seen is None:
+            raise self.not_fitted_error()
         has_id = None
         if self.config.use_id:  # an ID only for items with a training interaction
             has_id = torch.from_numpy(self.seen.getnnz(axis=0) > 0)
@@ -224,5 +225,6 @@ class MMSASRec(MultimodalMixin, SequentialRecommender):
         return ContentSequenceNetwork(items, self.config, normalize=self.normalize_states)
 
     def _item_weights(self) -> torch.Tensor:
-        assert isinstance(self.network, ContentSequenceNetwork)
+        if not isinstance(self.network, ContentSequenceNetwork):
+            raise self.not_fitted_error()
         return self.network.items()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,9 +37,10 @@ import torch
 from pydantic import Field, field_validator
 
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.vocab import Vocab
 from tastemaker.encoders.base import ItemEmbeddings, Modality
 from tastemaker.errors import ConfigError, DataError
-from tastemaker.models.base import Recommender, TrainableConfig
+from tastemaker.models.base import TrainableConfig
 from tastemaker.models.bpr import PairSampler
 from tastemaker.models.training import IterativeRecommender
 
@@ -68,6 +69,7 @@ class MultimodalConfig(TrainableConfig):
 class MultimodalMixin:
     """Features handling for a :class:`Recommender` subclass (put it first in the bases).
 
+    The base :meth:`Recommender.fit` hands it the features (:meth:`_use_features`).
     After :meth:`fit`, ``self.content[m]`` is the (n_items, dim_m) float32 tensor of
     modality ``m`` in item-index order and ``self.content_mask[m]`` its bool mask.
     """
@@ -76,14 +78,8 @@ class MultimodalMixin:
     content: dict[str, torch.Tensor]
     content_mask: dict[str, torch.Tensor]
 
-    def fit(
-        self,
-        train: Interactions,
-        valid: Interactions | None = None,
-        *,
-        features: Mapping[str, ItemEmbeddings] | None = None,
-    ) -> Self:
-        """Learn from ``train`` and the items' ``features`` (one entry per used modality)."""
+    def _use_features(self, features: Mapping[str, ItemEmbeddings] | None, items: Vocab) -> None:
+        """Check and align the used modalities' ``features`` to the item vocabulary."""
         name = self.name  # type: ignore[attr-defined]
         wanted: list[str] = list(self.config.modalities)  # type: ignore[attr-defined]
         if features is None:
@@ -101,7 +97,7 @@ class MultimodalMixin:
             )
         content, masks = {}, {}
         for modality in wanted:
-            aligned = features[modality].align(train.items)
+            aligned = features[modality].align(items)
             if not aligned.mask.any():
                 raise DataError(
                     f"no item of this split has {modality} features (encoder {aligned.encoder_id})",
@@ -110,7 +106,6 @@ class MultimodalMixin:
             content[modality] = torch.from_numpy(aligned.vectors)
             masks[modality] = torch.from_numpy(aligned.mask)
         self.content, self.content_mask = content, masks
-        return super().fit(train, valid)  # type: ignore[misc]
 
     def content_matrix(self) -> torch.Tensor:
         """The used modalities side by side, (n_items, sum of dims); missing rows are zeros."""
@@ -134,11 +129,6 @@ class MultimodalMixin:
                     f"the saved model lacks its {modality} item features",
                     "re-save the model with this tastemaker version, or re-train it",
                 ) from None
-
-
-def requires_features(model: Recommender | type[Recommender]) -> bool:
-    """Whether ``model`` must be fitted with item features."""
-    return bool(getattr(model, "requires_features", False))
 
 
 def xavier(generator: torch.Generator, *shape: int) -> torch.nn.Parameter:
@@ -242,15 +232,13 @@ class ContentRecommender(MultimodalMixin, IterativeRecommender):
     @property
     def warm(self) -> torch.Tensor:
         """Bool mask of the items with at least one training interaction."""
-        assert self.seen is not None
         if self._warm is None:
-            self._warm = torch.from_numpy(self.seen.getnnz(axis=0) > 0)
+            self._warm = torch.from_numpy(self._fitted()[2].getnnz(axis=0) > 0)
         return self._warm
 
     def _prepare(self, train: Interactions) -> None:
-        assert self.seen is not None
         self._warm = None  # a new training matrix
-        self._pairs = WarmPairSampler(self.seen, self.name)
+        self._pairs = WarmPairSampler(self._fitted()[2], self.name)
         self.net = self._build(self.generator)
         self._optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
 
@@ -280,12 +268,18 @@ class ContentRecommender(MultimodalMixin, IterativeRecommender):
         return users[torch.from_numpy(user_idx)] @ items.T
 
     def _state(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None
-        return dict(self.net.state_dict())
+        return dict(self._network().state_dict())
+
+    def _network(self) -> torch.nn.Module:
+        """The trained module; a ConfigError before fit or load."""
+        if self.net is None:
+            self._fitted()  # says "not fitted yet"
+            raise ConfigError(f"model '{self.name}' has no network", "fit or load it first")
+        return self.net
 
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if self.net is None:  # a loaded model: the shapes follow the saved features
-            self.net = self._build(torch.Generator().manual_seed(self.config.seed))
+            self.net = self._build(self.generator)
         try:
             self.net.load_state_dict(tensors)
         except RuntimeError as exc:

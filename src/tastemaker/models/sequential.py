@@ -118,7 +118,7 @@ def training_windows(
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
-def _trim(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def trim_padding(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Drop trailing columns that are padding in every row (causal: outputs unchanged)."""
     longest = int(lengths.max()) if lengths.numel() else 0
     return sequences[:, : max(longest, 1)]
@@ -159,18 +159,14 @@ class SequentialRecommender(IterativeRecommender):
         """Seed torch's global RNG (used by module init and dropout) from the model's
         own generator, restoring it afterwards: training is reproducible and leaves
         the caller's random state alone."""
-        seed = getattr(self, "generator", None)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(
-                self.config.seed
-                if seed is None
-                else int(torch.randint(2**62, (1,), generator=seed))
-            )
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
             yield
 
     # ------------------------------------------------------------------ training
     def _prepare(self, train: Interactions) -> None:
-        assert self.users is not None
+        if self.users is None:
+            raise self.not_fitted_error()
         n_users, n_items, max_len = len(self.users), self.n_items, self.config.max_len
         users, items = time_ordered(train)
         self.sequences, self.lengths = last_items(users, items, n_users, n_items, max_len)
@@ -187,7 +183,8 @@ class SequentialRecommender(IterativeRecommender):
     def _item_weights(self) -> torch.Tensor:
         """The (n_items, d) item matrix states are scored against: the network's item
         embedding here; models that derive items from content compute theirs."""
-        assert self.network is not None
+        if self.network is None:
+            raise self.not_fitted_error()
         return self.network.item_embedding.weight[: self.n_items]
 
     def _loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -208,25 +205,31 @@ class SequentialRecommender(IterativeRecommender):
         negative = torch.einsum("nd,nkd->nk", states, weights[negatives])
         return -torch.nn.functional.logsigmoid(positive - negative).mean()
 
-    def _batch_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Mean loss of a batch of training windows, and how many targets it averages."""
-        assert self.network is not None
+    def batch_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Mean loss of a batch of training windows, and how many targets it averages.
+
+        The extension point of the shared epoch loop: a pretraining objective (e.g.
+        UniSRec's) overrides it and keeps everything else of training.
+        """
+        if self.network is None:
+            raise self.not_fitted_error()
         pad = self.n_items
         lengths = (targets != pad).sum(dim=1)
-        targets = _trim(targets, lengths)
-        states = self.network(_trim(inputs, lengths))
+        targets = trim_padding(targets, lengths)
+        states = self.network(trim_padding(inputs, lengths))
         mask = targets != pad
         return self._loss(states[mask], targets[mask]), int(mask.sum())
 
     def _train_epoch(self) -> float:
-        assert self.network is not None
+        if self.network is None:
+            raise self.not_fitted_error()
         order = torch.randperm(len(self._inputs), generator=self.generator)
         total, count = 0.0, 0
         self.network.train()
         with self._private_rng():
             for start in range(0, len(order), self.config.batch_size):
                 batch = order[start : start + self.config.batch_size]
-                loss, n_targets = self._batch_loss(self._inputs[batch], self._targets[batch])
+                loss, n_targets = self.batch_loss(self._inputs[batch], self._targets[batch])
                 self._optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self._optimizer.step()
@@ -243,7 +246,8 @@ class SequentialRecommender(IterativeRecommender):
         cached = self._context_cache
         if cached is not None and cached[0]() is context:
             return cached[1], cached[2]
-        assert self.users is not None
+        if self.users is None:
+            raise self.not_fitted_error()
         users, items = time_ordered(context)
         sequences, lengths = last_items(
             users, items, len(self.users), self.n_items, self.config.max_len
@@ -259,7 +263,8 @@ class SequentialRecommender(IterativeRecommender):
 
         A user without history gets the state of an all-padding sequence.
         """
-        assert self.network is not None
+        if self.network is None:
+            raise self.not_fitted_error()
         sequences, lengths = self._history(context)
         idx = torch.from_numpy(np.asarray(user_idx, dtype=np.int64))
         self.network.eval()
@@ -272,7 +277,7 @@ class SequentialRecommender(IterativeRecommender):
         chunks = []
         for rows in order.split(_STATE_CHUNK):
             chunk_lengths = lengths[idx[rows]]
-            sequences_chunk = _trim(sequences[idx[rows]], chunk_lengths)
+            sequences_chunk = trim_padding(sequences[idx[rows]], chunk_lengths)
             chunks.append(self.network.last_states(sequences_chunk, chunk_lengths))
         states = torch.empty(len(idx), chunks[0].shape[1])
         states[order] = torch.cat(chunks)
@@ -284,7 +289,8 @@ class SequentialRecommender(IterativeRecommender):
 
     # --------------------------------------------------------------- persistence
     def _state(self) -> dict[str, torch.Tensor]:
-        assert self.network is not None
+        if self.network is None:
+            raise self.not_fitted_error()
         network = {NETWORK + k: v for k, v in self.network.state_dict().items()}
         return {SEQUENCES: self.sequences, LENGTHS: self.lengths, **network}
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from pydantic import Field, PositiveFloat, ValidationError
 from tastemaker.atomic import atomic_path
 from tastemaker.checkpoint import read_json, read_tensors, write_json, write_tensors
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.vocab import Vocab
 from tastemaker.encoders.base import ItemEmbeddings, Modality
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.models.mm_sasrec import ContentSequenceNetwork, MMSASRec, MMSASRecConfig
@@ -174,15 +175,9 @@ class UniSRec(MMSASRec):
         super()._unfit()
         self._checkpoint: UniSRecCheckpoint | None = None
 
-    def fit(
-        self,
-        train: Interactions,
-        valid: Interactions | None = None,
-        *,
-        features: Mapping[str, ItemEmbeddings] | None = None,
-    ) -> Self:
-        """Learn from ``train``; with ``pretrained``, start from that checkpoint, whose
-        network shape this model takes."""
+    def _use_features(self, features: Mapping[str, ItemEmbeddings] | None, items: Vocab) -> None:
+        """With ``pretrained``, check the features against that checkpoint, whose network
+        shape this model takes; training then starts from its weights."""
         if self.config.pretrained is not None and features is not None:
             checkpoint = UniSRecCheckpoint.load(self.config.pretrained)
             checkpoint.check_features(features)
@@ -191,14 +186,15 @@ class UniSRec(MMSASRec):
                 logger.info("unisrec takes the checkpoint's network shape: %s", changed)
                 self.config = self.config.model_copy(update=changed)
             self._checkpoint = checkpoint
-        return super().fit(train, valid, features=features)
+        super()._use_features(features, items)
 
     def _prepare(self, train: Interactions) -> None:
         super()._prepare(train)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is None:
             return
-        assert isinstance(self.network, ContentSequenceNetwork)
+        if not isinstance(self.network, ContentSequenceNetwork):
+            raise self.not_fitted_error()
         checkpoint.load_into(self.network)
         if self.config.finetune == "adaptor":
             trunk = self.network.trunk

@@ -42,7 +42,8 @@ class VBPRConfig(MultimodalConfig):
 class _VBPRNet(torch.nn.Module):
     def __init__(self, model: VBPR, generator: torch.Generator) -> None:
         super().__init__()
-        assert model.seen is not None
+        if model.seen is None:
+            raise model.not_fitted_error()
         n_users, n_items = model.seen.shape
         cfg = model.config
         self.masks = model.content_mask
@@ -85,7 +86,8 @@ class VBPR(ContentRecommender):
     def _loss(
         self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
-        assert self.net is not None
+        if self.net is None:
+            raise self.not_fitted_error()
         net, items = self.net, torch.cat([positives, negatives])
         gamma_u, theta_u = net.user_factors[users], net.user_content[users]
         gamma_i, bias_i, content = (
@@ -103,7 +105,8 @@ class VBPR(ContentRecommender):
         return loss
 
     def _represent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.net is not None
+        if self.net is None:
+            raise self.not_fitted_error()
         net, warm = self.net, self.warm.float()
         content = net.item_content(torch.arange(len(warm)))
         ones = torch.ones(len(net.user_factors), 1)

@@ -29,7 +29,7 @@ from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.models.mm_sasrec import ContentSequenceNetwork
-from tastemaker.models.sequential import _trim
+from tastemaker.models.sequential import trim_padding
 from tastemaker.models.unisrec import UniSRec, UniSRecCheckpoint, UniSRecConfig
 
 
@@ -96,11 +96,12 @@ class _UniSRecPretrainer(UniSRec):
     config_class: ClassVar[type[UniSRecPretrainConfig]] = UniSRecPretrainConfig
     config: UniSRecPretrainConfig
 
-    def _batch_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-        assert isinstance(self.network, ContentSequenceNetwork)
+    def batch_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if not isinstance(self.network, ContentSequenceNetwork):
+            raise self.not_fitted_error()
         pad, config = self.n_items, self.config
         lengths = (targets != pad).sum(dim=1)
-        inputs, targets = _trim(inputs, lengths), _trim(targets, lengths)
+        inputs, targets = trim_padding(inputs, lengths), trim_padding(targets, lengths)
         states = self.network(inputs)
         mask = targets != pad
         loss = seq_item_contrastive(
@@ -136,7 +137,8 @@ def pretrain_unisrec(
     else:
         train, valid = data, None
     model = _UniSRecPretrainer(config, **params).fit(train, valid, features=features)
-    assert model.network is not None
+    if model.network is None:
+        raise model.not_fitted_error()
     settings = model.config.model_dump(mode="json")
     network_fields = set(UniSRecConfig.model_fields)
     modalities = model.config.modalities
