@@ -11,6 +11,8 @@ from rich.table import Table
 from tastemaker import config, tuning
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, console, parse_params
 from tastemaker.data.dataset import Split
+from tastemaker.evaluation.training_curves import training_report
+from tastemaker.models.base import Recommender
 
 
 def tune(
@@ -39,7 +41,11 @@ def tune(
         bool | None, typer.Option("--save-best", help="Save the best model to OUT/best-model.")
     ] = None,
 ) -> None:
-    """Search hyper-parameters, each trial selected on validation only (test is never read)."""
+    """Search hyper-parameters, each trial selected on validation only (test is never read).
+
+    Content models (vbpr, bm3, ...) read item features encoded once, as the [features]
+    table of --config says (the same table `train` reads), and shared by every trial.
+    """
     tables = config.read_toml(config_file)
     spec = config.section(tables, "model", {"name": model})
     flags = {
@@ -95,7 +101,10 @@ def report(
 ) -> None:
     """Training curves of saved models: a PNG, an HTML page and a summary."""
     out = out or model_dir[0] / "training.html"
-    summaries = tuning.training_report(model_dir, out)
+    names = [d.name for d in model_dir]
+    labels = names if len(set(names)) == len(names) else [str(d) for d in model_dir]
+    models = {label: Recommender.load(d) for label, d in zip(labels, model_dir, strict=True)}
+    summaries = training_report(models, out)
     table = Table("model folder", "model", "epochs", "best epoch", "best metric", "s/epoch")
     for s in summaries:
         best = "-" if s.best_value is None else f"{s.metric} {s.best_value:.4f}"

@@ -1,0 +1,312 @@
+"""The search: trials trained on train, scored on valid, proposed by Optuna.
+
+Every trial trains on ``split.train``, early-stops and is scored on ``split.valid``;
+``split.test`` is never read, so the test score of the chosen configuration stays
+an unbiased estimate. Optuna proposes the values (TPE, seeded) or a full grid is
+walked; tastemaker runs each trial itself (Optuna's ask/tell), so an invalid
+proposed value fails that trial, with its message, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from tqdm.auto import tqdm
+
+from tastemaker.atomic import ensure_writable_dir
+from tastemaker.config import FeaturesConfig
+from tastemaker.data.dataset import Split
+from tastemaker.encoders.base import ItemEmbeddings
+from tastemaker.errors import ConfigError, DataError, TastemakerError
+from tastemaker.evaluation.metrics import METRICS
+from tastemaker.evaluation.ranking import evaluate_split
+from tastemaker.experiment import model_features
+from tastemaker.models.base import Recommender
+from tastemaker.models.registry import get_model_class
+from tastemaker.models.training import IterativeRecommender
+from tastemaker.tuning.outputs import BEST_MODEL, TRIALS_CSV, write_best, write_trials
+from tastemaker.tuning.space import SYNTAX, Param, SpaceSpec, Value, grid_points, parse_space
+
+if TYPE_CHECKING:
+    import optuna
+
+
+class TuneConfig(BaseModel):
+    """The ``[tune]`` table of a TOML config (CLI flags win over it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: PositiveInt | None = None
+    timeout: PositiveFloat | None = None
+    metric: str = "ndcg@10"
+    sampler: Literal["tpe", "grid"] = "tpe"
+    seed: int = 42
+    save_best: bool = False
+    space: dict[str, str | list[Value]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trained configuration and its validation score (None when it failed)."""
+
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    epochs: int | None
+    best_epoch: int | None
+    seconds: float
+    state: Literal["complete", "failed"]
+    error: str | None = None
+
+    @classmethod
+    def from_optuna(cls, frozen: optuna.trial.FrozenTrial) -> Trial:
+        """A finished trial as the study recorded it (what tastemaker ran is in user_attrs)."""
+        from optuna.trial import TrialState
+
+        done = frozen.state == TrialState.COMPLETE
+        attrs = frozen.user_attrs
+        seconds = frozen.duration.total_seconds() if frozen.duration is not None else 0.0
+        return cls(
+            number=frozen.number,
+            params=dict(frozen.params),
+            value=frozen.value if done else None,
+            epochs=attrs.get("epochs"),
+            best_epoch=attrs.get("best_epoch"),
+            seconds=seconds,
+            state="complete" if done else "failed",
+            error=attrs.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Every trial of a search, the best one and its fitted model."""
+
+    model: str
+    metric: str
+    trials: list[Trial]
+    best: Trial
+    best_model: Recommender = field(repr=False)
+    content_hash: str
+    out: Path | None = None
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.best.params
+
+    def top(self, n: int = 5) -> list[Trial]:
+        """The ``n`` best completed trials, best first (earlier trials win ties)."""
+        done = [t for t in self.trials if t.value is not None]
+        return sorted(done, key=lambda t: t.value, reverse=True)[:n]  # stable: ties keep order
+
+
+def _parse_metric(metric: str) -> tuple[str, int]:
+    name, _, cutoff = metric.strip().lower().partition("@")
+    if name not in METRICS or not cutoff.isdigit() or int(cutoff) < 1:
+        raise ConfigError(
+            f"metric '{metric}' is not a ranking metric with a cut-off",
+            f"use one of {', '.join(METRICS)} with a cut-off, e.g. ndcg@10",
+        )
+    return name, int(cutoff)
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs every trial at INFO; tastemaker shows its own progress."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _run_trial(
+    asked: optuna.Trial,
+    model_cls: type[Recommender],
+    fixed: Mapping[str, Any],
+    split: Split,
+    features: Mapping[str, ItemEmbeddings] | None,
+    metric: str,
+    cutoff: int,
+) -> tuple[float, Recommender] | None:
+    """Train one configuration on train (early-stopped on valid); score it on valid.
+
+    What the study does not measure itself (epochs, best epoch, the error of a failed
+    trial) goes into the trial's user attributes; None when the trial failed.
+    """
+    try:
+        model = model_cls(**fixed, **asked.params).fit(split.train, split.valid, features=features)
+        scores = evaluate_split(model, split, "valid", ks=(cutoff,), metrics=(metric,))
+    except TastemakerError as exc:
+        asked.set_user_attr("error", str(exc))
+        return None
+    if model.training_log:
+        asked.set_user_attr("epochs", len(model.training_log))
+    if isinstance(model, IterativeRecommender):
+        asked.set_user_attr("best_epoch", model.best_epoch)
+    return float(scores[f"{metric}@{cutoff}"]), model
+
+
+def _fixed_params(
+    model_cls: type[Recommender],
+    space: Mapping[str, Param],
+    params: Mapping[str, Any],
+    metric: str,
+) -> dict[str, Any]:
+    """The parameters every trial shares, checked against the model before any training."""
+    fields = model_cls.config_class.model_fields
+    unknown = sorted(set(space) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"model '{model_cls.name}' has no hyper-parameter {', '.join(unknown)}",
+            f"search over {', '.join(fields)}",
+        )
+    both = sorted(set(space) & set(params))
+    if both:
+        raise ConfigError(
+            f"{', '.join(both)} is both fixed and searched", "drop it from the fixed parameters"
+        )
+    fixed = dict(params)
+    if "early_stopping_metric" in fields and "early_stopping_metric" not in space:
+        fixed.setdefault("early_stopping_metric", metric)
+    return fixed
+
+
+def _budget(
+    space: Mapping[str, Param],
+    sampler: str,
+    seed: int,
+    n_trials: int | None,
+    timeout_s: float | None,
+) -> tuple[list[dict[str, Value]], int | None]:
+    """The grid (empty for tpe) and the trial cap; a search must be able to end."""
+    if sampler not in ("tpe", "grid"):
+        raise ConfigError(f"unknown sampler '{sampler}'", "use tpe or grid")
+    if (n_trials is not None and n_trials < 1) or (timeout_s is not None and timeout_s <= 0):
+        raise ConfigError(
+            f"the budget n_trials={n_trials}, timeout_s={timeout_s} is empty",
+            "give a positive number of trials and/or seconds",
+        )
+    if sampler == "grid":
+        grid = grid_points(space, seed)
+        return grid, min(n_trials or len(grid), len(grid))
+    if n_trials is None and timeout_s is None:
+        raise ConfigError(
+            "a tpe search needs a budget", "pass n_trials and/or timeout_s (--trials/--timeout)"
+        )
+    return [], n_trials
+
+
+def _finished(study: optuna.Study) -> list[Trial]:
+    """The trials that ran to an end (not the grid points still waiting, nor one cut off)."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.FAIL)
+    return [Trial.from_optuna(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+def tune(
+    split: Split,
+    model_name: str,
+    space: SpaceSpec,
+    *,
+    params: Mapping[str, Any] | None = None,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    metric: str = "ndcg@10",
+    sampler: Literal["tpe", "grid"] = "tpe",
+    seed: int = 42,
+    out: Path | None = None,
+    save_best: bool = False,
+    features: Mapping[str, ItemEmbeddings] | FeaturesConfig | None = None,
+) -> TuneResult:
+    """Search ``space`` for the configuration of ``model_name`` best on ``split.valid``.
+
+    ``params`` are fixed hyper-parameters for every trial. The search stops after
+    ``n_trials`` or once ``timeout_s`` seconds have passed (checked between trials:
+    a started trial runs to its end), whichever comes first; the grid sampler stops
+    at the end of its grid. Iterative models early-stop on ``metric`` unless
+    ``params`` name another ``early_stopping_metric``. With ``out``, writes
+    ``trials.csv``, ``trials.md``, ``trials.png`` and ``best.json`` there (and
+    ``best-model/`` with ``save_best``): the best trial's model, trained once.
+    Content models read item ``features`` (given, or encoded once through the
+    embedding store as a :class:`FeaturesConfig` says), shared by every trial.
+    """
+    name, cutoff = _parse_metric(metric)
+    metric = f"{name}@{cutoff}"
+    parsed = parse_space(space)
+    if not parsed:
+        raise ConfigError("the search space is empty", SYNTAX)
+    model_cls = get_model_class(model_name)
+    fixed = _fixed_params(model_cls, parsed, params or {}, metric)
+    probe = model_cls(**fixed)  # a bad fixed value fails now, not once per trial
+    grid, n_trials = _budget(parsed, sampler, seed, n_trials, timeout_s)
+    if len(split.valid) == 0:
+        raise DataError(
+            "the split has no validation part to select on",
+            "make a split with one, e.g. a ratio split 8:1:1",
+        )
+    if save_best and out is None:
+        raise ConfigError("save_best needs an output folder", "pass out=FOLDER (--out)")
+    if out is not None:
+        ensure_writable_dir(out)
+    encoded = model_features(probe, split, features)  # once, for every trial
+
+    import optuna
+
+    distributions = {n: p.distribution() for n, p in parsed.items()}
+    best: tuple[int, float, Recommender] | None = None
+    ran = 0
+    start = time.perf_counter()
+    bar = tqdm(total=n_trials, desc=f"tune {model_cls.name}", unit="trial", disable=None)
+    with _quiet_optuna():
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+    try:
+        with bar, _quiet_optuna():
+            for point in grid:  # enqueued trials take these values instead of sampling
+                study.enqueue_trial(point)
+            while n_trials is None or ran < n_trials:
+                asked = study.ask(distributions)
+                outcome = _run_trial(asked, model_cls, fixed, split, encoded, name, cutoff)
+                if outcome is None:
+                    study.tell(asked, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(asked, outcome[0])
+                    if best is None or outcome[0] > best[1]:  # earlier trials win ties
+                        best = (asked.number, *outcome)
+                ran += 1
+                bar.update()
+                if best is not None:
+                    bar.set_postfix({metric: f"{best[1]:.4f}"})
+                if timeout_s is not None and time.perf_counter() - start >= timeout_s:
+                    break
+    finally:  # even when interrupted, the finished trials are written
+        trials = _finished(study)
+        if out is not None and trials:
+            write_trials(out, trials, metric, model_cls.name, split)
+    if best is None:
+        raise ConfigError(
+            f"all {len(trials)} trials of '{model_cls.name}' failed (first: {trials[0].error})",
+            "fix the search space or the fixed parameters"
+            + (f"; {out / TRIALS_CSV} lists every error" if out is not None else ""),
+        )
+    best_trial = next(t for t in trials if t.number == best[0])
+    result = TuneResult(
+        model_cls.name, metric, trials, best_trial, best[2], split.content_hash, out
+    )
+    if out is not None:
+        write_best(out, result, parsed, split, sampler, seed)
+        if save_best:
+            result.best_model.save(out / BEST_MODEL)
+    return result
