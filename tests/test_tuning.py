@@ -12,14 +12,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from tastemaker import Split
+from tastemaker import Split, experiment
+from tastemaker.config import FeaturesConfig
 from tastemaker.data.dataset import split_info
 from tastemaker.data.filters import k_core
 from tastemaker.data.sources.movielens import load_movielens
-from tastemaker.data.splits import random_ratio
+from tastemaker.data.splits import leave_one_out, random_ratio
+from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.models import Recommender, create_model
@@ -40,6 +43,7 @@ from tastemaker.tuning import (
 
 from .conftest import most_active, shared_data
 from .test_cli import assert_user_error, run
+from .test_experiment_features import HashText, fake_text  # noqa: F401 (fixture)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,6 +62,23 @@ def one_thread() -> Iterator[None]:
 def small() -> Split:
     dataset = most_active(load_movielens(shared_data("ml-latest-small")), 100)
     return random_ratio(k_core(dataset, 1, 10), seed=42)
+
+
+@pytest.fixture(scope="module")
+def small_loo() -> Split:
+    """The same users and items, each user's last item held out (for sequential models)."""
+    dataset = most_active(load_movielens(shared_data("ml-latest-small")), 100)
+    return leave_one_out(k_core(dataset, 1, 10))
+
+
+def random_features(split: Split, dim: int = 8, seed: int = 0) -> dict[str, ItemEmbeddings]:
+    """Small random text vectors for every catalog item (a tenth of them missing)."""
+    rng = np.random.default_rng(seed)
+    ids = split.catalog.vocab.ids
+    vectors = rng.normal(size=(len(ids), dim)).astype(np.float32)
+    mask = rng.random(len(ids)) >= 0.1
+    vectors[~mask] = 0
+    return {"text": ItemEmbeddings(ids, vectors, mask, "random-text", "text")}
 
 
 def valid_ndcg(model: Recommender, split: Split) -> float:
@@ -242,6 +263,95 @@ def test_selection_ignores_the_test_part(small: Split) -> None:
     second = tune(rigged, "itemknn", space, sampler="grid")
     assert second.best_params == first.best_params
     assert [t.value for t in second.trials] == [t.value for t in first.trials]
+
+
+# ------------------------------------------------------------------ content models
+CONTENT_CASES = {
+    "vbpr": {
+        "modalities": ["text"],
+        "epochs": 3,
+        "factors": 8,
+        "content_factors": 8,
+        "batch_size": 4096,
+    },
+    "mm_sasrec": {
+        "modalities": ["text"],
+        "epochs": 2,
+        "hidden_size": 16,
+        "n_layers": 1,
+        "n_heads": 1,
+        "max_len": 20,
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(CONTENT_CASES))
+def test_content_models_tune_with_features(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    split: Split = request.getfixturevalue("small_loo" if name == "mm_sasrec" else "small")
+    features = random_features(split)
+    result = tune(
+        split,
+        name,
+        ["learning_rate=log:1e-3..1e-2"],
+        params=CONTENT_CASES[name],
+        n_trials=2,
+        features=features,
+        out=tmp_path,
+    )
+    assert [t.state for t in result.trials] == ["complete", "complete"], result.trials
+    assert all(np.isfinite(t.value) for t in result.trials)
+    assert result.best.value == max(t.value for t in result.trials)
+    # The best model holds the given features, aligned to its item vocabulary.
+    aligned = features["text"].align(result.best_model.items)
+    assert np.array_equal(result.best_model.content["text"].numpy(), aligned.vectors)
+    assert {r["state"] for r in read_csv(tmp_path / TRIALS_CSV)} == {"complete"}
+
+
+def test_features_are_encoded_once_for_every_trial(
+    small: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def encode(catalog, modalities, cfg=None, **_):
+        calls.append(tuple(modalities))
+        return random_features(small)
+
+    monkeypatch.setattr(experiment, "item_features", encode)
+    params = {**CONTENT_CASES["vbpr"], "epochs": 2}
+    result = tune(small, "vbpr", ["reg=choice:0.0,0.01,0.1"], sampler="grid", params=params,
+                  features=FeaturesConfig())  # fmt: skip
+    assert len(result.trials) == 3 and {t.state for t in result.trials} == {"complete"}
+    assert calls == [("text",)]
+    # A model that reads no content encodes nothing.
+    tune(small, "itemknn", ["k=choice:5,20"], sampler="grid", features=FeaturesConfig())
+    assert calls == [("text",)]
+
+
+@pytest.mark.usefixtures("fake_text")
+def test_tune_command_gives_content_models_the_features_table(small: Split, tmp_path: Path) -> None:
+    small.save(tmp_path / "split")
+    cfg = tmp_path / "tune.toml"
+    cfg.write_text(f'[features]\nstore = "{tmp_path / "store"}"\ntemplate = "{{title}}"\n')
+    out = tmp_path / "search"
+    code, output = run(
+        "tune", "--data", tmp_path / "split", "--config", cfg, "--model", "vbpr",
+        "--space", "learning_rate=log:1e-3..1e-2", "--trials", "2",
+        "--param", 'modalities=["text"]', "--param", "epochs=2", "--param", "factors=8",
+        "--out", out,
+    )  # fmt: skip
+    assert code == 0, output
+    rows = read_csv(out / TRIALS_CSV)
+    assert [r["state"] for r in rows] == ["complete", "complete"] and not any(
+        r["error"] for r in rows
+    )
+    assert json.loads((out / BEST_JSON).read_text())["n_failed"] == 0
+    assert "2 trials (0 failed)" in output
+    # Encoded once through the store the [features] table names, with its template.
+    titles = small.catalog.frame["title"].to_list()
+    assert sorted(HashText.calls) == sorted(set(titles))
+    assert any((tmp_path / "store").iterdir())
 
 
 # ------------------------------------------------------------------ the CLI
