@@ -7,18 +7,56 @@ the command line win over the file.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from tastemaker.errors import ConfigError
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        """Python callers get the same one-line :class:`ConfigError` as config files."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(type(self), exc, type(self).__name__) from None
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def expand_path(value: Any, info: ValidationInfo) -> Any:
+    """``~`` and ``$VAR`` / ``${VAR}`` in a path field, so one config file serves every
+    machine (e.g. ``${TASTEMAKER_DATA}/ml-latest-small``); a variable left unset would
+    otherwise become a folder literally named ``$VAR``, so it is an error instead."""
+    if not isinstance(value, str | Path):
+        return value
+    expanded = os.path.expandvars(os.path.expanduser(str(value)))
+    unset = _VARIABLE.search(expanded)
+    if unset is not None:
+        name = unset.group(1) or unset.group(2)
+        raise ConfigError(
+            f"'{info.field_name}' = {str(value)!r} uses the environment variable {name}, "
+            "which is not set",
+            f"set it (e.g. export {name}=/path/to/folder) or write the path out",
+        )
+    return Path(expanded)
+
 
 
 class DataConfig(_Config):
@@ -31,6 +69,8 @@ class DataConfig(_Config):
     min_user: int = Field(1, ge=1, description="k-core: minimum interactions per user")
     min_item: int = Field(1, ge=1, description="k-core: minimum interactions per item")
     dedupe: Literal["first", "last", "none"] = "last"
+
+    _paths = field_validator("path", "posters", mode="before")(expand_path)
 
 
 class SplitConfig(_Config):
@@ -82,6 +122,8 @@ class FeaturesConfig(_Config):
         None, description="embedding cache folder (default $TASTEMAKER_HOME/embeddings)"
     )
 
+    _paths = field_validator("store", mode="before")(expand_path)
+
 
 SECTIONS: dict[str, type[_Config]] = {
     "data": DataConfig,
@@ -97,12 +139,16 @@ def validate(cls: type[_Config], values: dict[str, Any], where: str = "config") 
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "?"
-        raise ConfigError(
-            f"invalid {where} value for '{field}': {err['msg']} (got {err.get('input')!r})",
-            f"fix '{field}' ({cls.__name__} fields: {', '.join(cls.model_fields)})",
-        ) from exc
+        raise _config_error(cls, exc, where) from exc
+
+
+def _config_error(cls: type[BaseModel], exc: ValidationError, where: str) -> ConfigError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "?"
+    return ConfigError(
+        f"invalid {where} value for '{field}': {err['msg']} (got {err.get('input')!r})",
+        f"fix '{field}' ({cls.__name__} fields: {', '.join(cls.model_fields)})",
+    )
 
 
 def read_toml(path: Path | None, known: Sequence[str] | None = None) -> dict[str, Any]:
