@@ -1,10 +1,11 @@
 """Users per second: the batched full-ranking evaluator vs a per-user Python loop.
 
-Run with ``.venv/bin/python benchmarks/evaluation_throughput.py``. On ml-latest-small
-and ml-100k (from ``../shared/data``), a seeded random 80/20 per-row split is scored
-by a PureSVD model (64 factors); both evaluators rank all items with train masked,
-must agree on every metric, and are timed over repeated runs (median). Results go
-to ``benchmarks/results/evaluation_throughput.{md,json}``.
+Run from the repository root with ``TASTEMAKER_DATA=/path/to/data make bench`` or
+``.venv/bin/python benchmarks/evaluation_throughput.py [--data-root DIR]``. On
+ml-latest-small and ml-100k (folders of the data root), a seeded random 80/20
+per-row split is scored by a PureSVD model (64 factors); both evaluators rank all
+items with train masked, must agree on every metric, and are timed over repeated
+runs (median). Results go to ``benchmarks/results/evaluation_throughput.{md,json}``.
 
 :func:`evaluate_per_user` is also the straightforward reference implementation the
 tests compare the batched evaluator against.
@@ -12,6 +13,7 @@ tests compare the batched evaluator against.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -28,11 +30,11 @@ import numpy as np
 import polars as pl
 import torch
 
+import data_root
 from tastemaker.atomic import write_text
 from tastemaker.data.interactions import Interactions
 from tastemaker.evaluation import Scorer, evaluate
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 KS = (10, 20)
 REPEATS = 5
@@ -96,15 +98,17 @@ class PureSVD:
         return self.users[torch.from_numpy(user_idx)] @ self.items.T
 
 
-def load_ratings(name: str) -> pl.DataFrame:
-    """(user_id, item_id, rating, timestamp) straight from the original files."""
+def load_ratings(folder: Path) -> pl.DataFrame:
+    """(user_id, item_id, rating, timestamp) straight from the original files of the
+    data set in ``folder`` (ml-latest-small's ratings.csv, else ``<name>.inter``)."""
+    name = folder.name
     if name == "ml-latest-small":
         frame = pl.read_csv(
-            DATA / name / "ratings.csv", schema_overrides={"userId": pl.Utf8, "movieId": pl.Utf8}
+            folder / "ratings.csv", schema_overrides={"userId": pl.Utf8, "movieId": pl.Utf8}
         ).rename({"userId": "user_id", "movieId": "item_id"})
     else:
         frame = pl.read_csv(
-            DATA / name / f"{name}.inter",
+            folder / f"{name}.inter",
             separator="\t",
             schema_overrides={"user_id:token": pl.Utf8, "item_id:token": pl.Utf8},
         ).rename(lambda column: column.split(":")[0])
@@ -127,8 +131,9 @@ def median_seconds(run: Callable[[], Any], repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
-def bench(name: str) -> dict[str, Any]:
-    train, test = random_split(load_ratings(name))
+def bench(folder: Path) -> dict[str, Any]:
+    name = folder.name
+    train, test = random_split(load_ratings(folder))
     scorer = PureSVD(train)
     batched = evaluate(scorer, test, [train], ks=KS, batch_size=BATCH_SIZE)
     looped = evaluate_per_user(scorer, test, [train], ks=KS)
@@ -187,8 +192,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    if not DATA.is_dir():
-        raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data_root.add_argument(parser)
+    names = ("ml-latest-small", "ml-100k")
+    root = data_root.data_root(parser.parse_args().data_root, *names)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -203,7 +210,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "ks": list(KS),
         "repeats": REPEATS,
-        "results": [bench(name) for name in ("ml-latest-small", "ml-100k")],
+        "results": [bench(root / name) for name in names],
     }
     write_text(RESULTS / "evaluation_throughput.json", json.dumps(report, indent=2) + "\n")
     write_text(RESULTS / "evaluation_throughput.md", markdown(report))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from math import log2
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from tastemaker.data.vocab import Vocab
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.evaluation import evaluate, evaluate_split
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from .conftest import shared_data
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _load_benchmark():
     """The throughput benchmark holds the per-user reference loop: one reference, used twice."""
-    path = ROOT / "benchmarks" / "evaluation_throughput.py"
+    path = BENCHMARKS / "evaluation_throughput.py"
+    if str(BENCHMARKS) not in sys.path:  # it imports data_root, as a script run from there
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location("evaluation_throughput", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -259,9 +263,7 @@ def test_nan_scores_are_data_error(tiny_split: Split) -> None:
 
 
 def test_batched_equals_reference_on_ml100k() -> None:
-    if not (DATA / "ml-100k" / "ml-100k.inter").is_file():
-        pytest.skip(f"real data not found at {DATA / 'ml-100k'} (needs ../shared/data)")
-    train, test = bench.random_split(bench.load_ratings("ml-100k"))
+    train, test = bench.random_split(bench.load_ratings(shared_data("ml-100k")))
     scorer = bench.PureSVD(train, factors=16)
     batched = evaluate(scorer, test, [train], ks=(5, 20), batch_size=300)
     reference = evaluate_per_user(scorer, test, [train], ks=(5, 20))
