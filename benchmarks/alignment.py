@@ -47,7 +47,8 @@ from tastemaker.data.sources.registry import default_cache_dir
 from tastemaker.encoders import EmbeddingStore, create_encoder, encode_catalog
 from tastemaker.generation.scoring import AlignedScorer, unit_interval
 from tastemaker.pretrain import AlignedSpace, AlignmentConfig, train_alignment
-from tastemaker.pretrain.alignment import markdown_row, metric_table
+from tastemaker.pretrain.alignment import metric_table
+from tastemaker.reporting.markdown import markdown_table
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 POSTERS = DATA / "ml-latest-small-posters"
@@ -158,9 +159,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Held-out retrieval",
         "",
-        markdown_row(header),
-        "|---" * len(header) + "|",
-        *(markdown_row(row) for row in rows),
+        markdown_table(header, rows),
         "",
         "*ridge map*: ridge regression from standardised poster features to text features "
         "on the train items (penalty chosen on valid), compared by cosine with the actual "

@@ -16,7 +16,7 @@ from skimage import data as skdata
 from tastemaker.encoders import ItemEmbeddings
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.pretrain import AlignedSpace, info_nce, retrieval_metrics, train_alignment
-from tastemaker.pretrain.alignment import chance_retrieval
+from tastemaker.pretrain.alignment import chance_retrieval, metric_table, retrieval_markdown
 
 from .test_cli import assert_user_error, movielens, run  # noqa: F401 - movielens: a fixture
 
@@ -174,6 +174,22 @@ def test_save_load_round_trip_and_encoder_checks(trained, tmp_path: Path) -> Non
         AlignedSpace.load(tmp_path / "nowhere")
 
 
+def test_retrieval_table_names_methods_rounds_recalls_and_marks_missing_ones() -> None:
+    metrics = {"aligned": {"i2t_r@1": 0.12345, "i2t_r@10": 0.5}, "mine": {"t2i_r@1": 1.0}}
+    header, rows = metric_table(metrics)
+    assert header[0] == "method" and header[1:] == [
+        "image→text R@1", "image→text R@10", "text→image R@1", "text→image R@10",
+    ]  # fmt: skip
+    assert rows == [
+        ["aligned space (InfoNCE heads)", "0.123", "0.500", "–", "–"],
+        ["mine", "–", "–", "1.000", "–"],
+    ]
+    table = retrieval_markdown(metrics, 7, "img", "txt").splitlines()
+    assert table[0].startswith("Cross-modal retrieval on 7 held-out items (image: `img`")
+    assert table[3] == "|---|---:|---:|---:|---:|"  # recalls right-aligned
+    assert "No test items" in retrieval_markdown({}, 0, "img", "txt")
+
+
 # --- the command --------------------------------------------------------------------------
 
 
@@ -200,3 +216,24 @@ def test_cli_align_writes_the_space_and_reports(movielens: Path, tmp_path: Path)
     assert_user_error(code, output, "valid_fraction")
     code, output = run("pretrain", "align", "--data", movielens, "--store", store, "--out", out)
     assert_user_error(code, output, "only 0 items have both an image and a text", "--posters")
+
+
+# --- seeding --------------------------------------------------------------------------------
+
+
+def test_training_leaves_the_global_rng_alone_and_one_seed_gives_one_space() -> None:
+    image, text = synthetic(n=60)
+    config = {**SMALL, "epochs": 3, "dropout": 0.3}  # dropout draws masks during training
+    before = torch.random.get_rng_state()
+    first = train_alignment(image, text, config, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.rand(7)  # a caller's own draws between two runs change nothing
+    second = train_alignment(image, text, config, progress=False)
+    state, again = first.module.state_dict(), second.module.state_dict()
+    assert state.keys() == again.keys()
+    for name, tensor in state.items():
+        assert torch.equal(tensor, again[name]), name
+    assert [r["loss"] for r in first.log] == [r["loss"] for r in second.log]
+    other = train_alignment(image, text, {**config, "seed": 1}, progress=False)
+    changed = other.module.state_dict()
+    assert any(not torch.equal(changed[name], tensor) for name, tensor in state.items())
