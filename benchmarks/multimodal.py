@@ -103,7 +103,7 @@ def load_experiment(path: Path) -> Experiment:
 
 def run_one(run: Run, split: Split, exp: Experiment, features: dict) -> dict[str, Any]:
     """Train and score one run; its record for the result files."""
-    multimodal = get_model_class(run.model).requires_features
+    multimodal = "modalities" in get_model_class(run.model).config_class.model_fields
     if (run.modalities is not None or run.features is not None) and not multimodal:
         raise ConfigError(
             f"run '{run.name}': model '{run.model}' reads no item content",

@@ -3,11 +3,14 @@
 
 Data: 40 users in 4 taste clusters over 60 items with timestamps, features for every
 item (text) and most items (image) that follow the clusters; small settings so that
-each model trains in about a second.
+each model trains in about a second. What a model needs is read from its class:
+sequential models (a :class:`SequentialRecommender`) get a leave-one-out split, the
+protocol they are evaluated with; the others a random 80/10/10 one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,12 @@ import pytest
 import torch
 
 from tastemaker import Split
-from tastemaker.data.splits import random_ratio
+from tastemaker.data.splits import leave_one_out, random_ratio
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError
 from tastemaker.models import Recommender
 from tastemaker.models.registry import available_models, get_model_class
-from tastemaker.tuning import tune
+from tastemaker.models.sequential import SequentialRecommender
 
 from .conftest import make_dataset
 
@@ -29,9 +32,10 @@ N_USERS, N_ITEMS, CLUSTERS = 40, 60, 4
 # Small settings, applied to the fields a model's config has (others are left alone).
 SMALL = {
     "epochs": 2, "patience": 2, "factors": 8, "hidden_size": 16, "embedding_size": 16,
-    "n_layers": 1, "n_heads": 1, "max_len": 10, "batch_size": 64, "n_negatives": 4,
-    "neighbours": 5, "k": 5, "layers": 1,
+    "hidden": 16, "inner_size": 32, "n_layers": 1, "num_layers": 1, "mm_layers": 1,
+    "n_heads": 1, "max_len": 10, "batch_size": 64, "n_negatives": 4, "k": 5, "knn_k": 5,
 }  # fmt: skip
+MODELS = available_models()
 
 
 def small_params(name: str) -> dict[str, Any]:
@@ -40,14 +44,21 @@ def small_params(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def split() -> Split:
+def splits() -> dict[str, Split]:
     rng = np.random.default_rng(7)
     rows = []
     for user in range(N_USERS):
         liked = [i for i in range(N_ITEMS) if i % CLUSTERS == user % CLUSTERS]
         picks = rng.choice(liked, size=8, replace=False)
         rows += [(f"u{user}", f"i{i}", 5.0, int(t)) for t, i in enumerate(picks)]
-    return random_ratio(make_dataset(rows, n_items=N_ITEMS), seed=1)
+    ds = make_dataset(rows, n_items=N_ITEMS)
+    return {"sequential": leave_one_out(ds), "other": random_ratio(ds, seed=1)}
+
+
+def split_for(name: str, splits: dict[str, Split]) -> Split:
+    """The split a model is checked on, chosen from its class (not from its name)."""
+    sequential = issubclass(get_model_class(name), SequentialRecommender)
+    return splits["sequential" if sequential else "other"]
 
 
 @pytest.fixture(scope="module")
@@ -65,78 +76,108 @@ def features() -> dict[str, ItemEmbeddings]:
     return out
 
 
-@pytest.fixture(scope="module", params=available_models())
-def fitted(request, split: Split, features: dict[str, ItemEmbeddings]) -> Recommender:
-    """Every model fitted the one way: fit(train, valid, features=...)."""
-    model = get_model_class(request.param)(**small_params(request.param))
-    return model.fit(split.train, split.valid, features=features)
+@dataclass
+class Case:
+    model: Recommender
+    split: Split
+    features: dict[str, ItemEmbeddings]
+
+    def refit(self, model: Recommender) -> Recommender:
+        return model.fit(self.split.train, self.split.valid, features=self.features)
+
+    def all_scores(self, model: Recommender) -> torch.Tensor:
+        return model.score_indices(np.arange(len(self.split.users)))
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def fitted(request, splits: dict[str, Split], features: dict[str, ItemEmbeddings]) -> Case:
+    """Every model fitted the one way, fit(train, valid, features=...): ID models too."""
+    name = request.param
+    case = Case(get_model_class(name)(**small_params(name)), split_for(name, splits), features)
+    case.refit(case.model)
+    return case
 
 
 def test_the_registry_is_what_is_checked() -> None:
-    assert {"bpr", "sasrec", "vbpr", "unisrec"} <= set(available_models())
+    assert {"bpr", "sasrec", "vbpr", "unisrec"} <= set(MODELS)
 
 
-def test_scores_are_finite_float32_for_every_user_and_item(
-    fitted: Recommender, split: Split
-) -> None:
-    scores = fitted.score_indices(np.arange(len(split.users)))
+def test_fit_works_with_features_for_every_model(fitted: Case) -> None:
+    assert fitted.model.is_fitted
+    assert fitted.model.users == fitted.split.users and fitted.model.items == fitted.split.items
+
+
+def test_scores_are_finite_float32_for_every_user_and_item(fitted: Case) -> None:
+    scores = fitted.all_scores(fitted.model)
     assert scores.dtype == torch.float32
-    assert tuple(scores.shape) == (len(split.users), len(split.items))
+    assert tuple(scores.shape) == (len(fitted.split.users), len(fitted.split.items))
     assert torch.isfinite(scores).all()
 
 
-def test_recommend_never_returns_seen_items(fitted: Recommender, split: Split) -> None:
-    users = split.users.ids[:10]
-    recs = fitted.recommend(users, k=5)
-    seen = set(zip(split.train.frame["user_id"], split.train.frame["item_id"], strict=True))
+def test_recommend_never_returns_seen_items(fitted: Case) -> None:
+    train = fitted.split.train.frame
+    users = fitted.split.users.ids[:10]
+    recs = fitted.model.recommend(users, k=5)
+    seen = set(zip(train["user_id"], train["item_id"], strict=True))
     assert recs.height == 50
     assert not [pair for pair in zip(recs["user_id"], recs["item_id"], strict=True) if pair in seen]
 
 
-def test_save_and_load_give_identical_scores(fitted: Recommender, tmp_path: Path) -> None:
-    loaded = Recommender.load(fitted.save(tmp_path / "model"))
-    assert type(loaded) is type(fitted) and loaded.config == fitted.config
-    users = np.arange(len(fitted.users or []))
-    assert torch.equal(loaded.score_indices(users), fitted.score_indices(users))
+def test_save_and_load_give_identical_scores(fitted: Case, tmp_path: Path) -> None:
+    loaded = Recommender.load(fitted.model.save(tmp_path / "model"))
+    assert type(loaded) is type(fitted.model) and loaded.config == fitted.model.config
+    assert torch.equal(fitted.all_scores(loaded), fitted.all_scores(fitted.model))
 
 
-def test_fitting_again_reproduces_the_model_and_leaves_global_rng_alone(
-    fitted: Recommender, split: Split, features: dict[str, ItemEmbeddings]
-) -> None:
-    users = np.arange(len(split.users))
-    before = fitted.score_indices(users)
+def test_fitting_again_reproduces_the_model_and_leaves_global_rng_alone(fitted: Case) -> None:
+    before = fitted.all_scores(fitted.model)
     state = torch.random.get_rng_state()
     numpy_state = np.random.get_state()[1].copy()
-    again = type(fitted)(fitted.config).fit(split.train, split.valid, features=features)
+    again = fitted.refit(type(fitted.model)(fitted.model.config))
     assert torch.equal(torch.random.get_rng_state(), state)
     assert np.array_equal(np.random.get_state()[1], numpy_state)
-    assert torch.allclose(again.score_indices(users), before, atol=1e-5)
+    assert torch.allclose(fitted.all_scores(again), before, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", available_models())
+def test_a_loaded_model_refits_to_the_same_model(fitted: Case, tmp_path: Path) -> None:
+    """A loaded model has its own generator too, re-seeded at fit: same seed, same scores."""
+    loaded = Recommender.load(fitted.model.save(tmp_path / "model"))
+    assert isinstance(loaded.generator, torch.Generator)
+    before = fitted.all_scores(fitted.model)
+    assert torch.allclose(fitted.all_scores(fitted.refit(loaded)), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_an_unknown_parameter_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match="unknown parameter 'no_such_knob'"):
         get_model_class(name)(no_such_knob=1)
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_features_are_required_exactly_by_content_models(name: str, split: Split) -> None:
-    model = get_model_class(name)(**small_params(name))
+@pytest.mark.parametrize("name", MODELS)
+def test_features_are_required_exactly_by_content_models(
+    name: str, splits: dict[str, Split]
+) -> None:
+    model, split = get_model_class(name)(**small_params(name)), split_for(name, splits)
     if model.requires_features:
         with pytest.raises(ConfigError, match="got no features"):
             model.fit(split.train, split.valid)
+        assert not model.is_fitted
     else:
         assert model.fit(split.train, split.valid).is_fitted
 
 
-@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("name", MODELS)
 def test_one_tuning_trial_succeeds(
-    name: str, split: Split, features: dict[str, ItemEmbeddings]
+    name: str, splits: dict[str, Split], features: dict[str, ItemEmbeddings]
 ) -> None:
+    from tastemaker.tuning import tune  # imported here: the rest of the contract needs no tuning
+
     fields = get_model_class(name).config_class.model_fields
     knob = "learning_rate" if "learning_rate" in fields else "seed"
     space = {knob: "log:1e-3..1e-2" if knob == "learning_rate" else "choice:1,2"}
     params = {k: v for k, v in small_params(name).items() if k != knob}
-    result = tune(split, name, space, params=params, n_trials=1, features=features)
+    result = tune(
+        split_for(name, splits), name, space, params=params, n_trials=1, features=features
+    )
     assert [t.state for t in result.trials] == ["complete"]
-    assert np.isfinite(result.best.value)
+    assert result.best.value is not None and np.isfinite(result.best.value)

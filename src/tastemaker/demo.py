@@ -121,8 +121,10 @@ def _moved(info: dict[str, Any], tmp: Path, out: Path) -> dict[str, Any]:
 def _train(
     split: Split, spec: ModelSpec, features: FeaturesConfig | Mapping[str, ItemEmbeddings] | None
 ) -> Recommender:
-    """Train ``spec``; a multimodal model reads text, and images when there are any."""
-    if get_model_class(spec.name).requires_features and "modalities" not in spec.params:
+    """Train ``spec``; a model with a ``modalities`` setting reads text, and images when
+    there are any (fit is the same call for every model)."""
+    settings = get_model_class(spec.name).config_class.model_fields
+    if "modalities" in settings and "modalities" not in spec.params:
         modalities = ["text", "image"] if split.catalog.n_images else ["text"]
         spec = spec.model_copy(update={"params": {**spec.params, "modalities": modalities}})
     return experiment.train(split, spec, features)

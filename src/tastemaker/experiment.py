@@ -25,6 +25,7 @@ from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
+from tastemaker.models.multimodal import MultimodalConfig
 from tastemaker.models.registry import create_model
 
 
@@ -97,7 +98,8 @@ def model_features(
         return None
     if features is not None and not isinstance(features, FeaturesConfig):
         return features
-    modalities = model.config.modalities  # type: ignore[attr-defined]
+    config = model.config
+    modalities = config.modalities if isinstance(config, MultimodalConfig) else ("text",)
     return item_features(split.catalog, modalities, features)
 
 

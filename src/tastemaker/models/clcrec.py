@@ -114,10 +114,7 @@ class CLCRec(MultimodalMixin, IterativeRecommender):
 
     def _build(self, n_users: int, n_items: int) -> _Network:
         dims = {m: int(self.content[m].shape[1]) for m in self.config.modalities}
-        generator = getattr(self, "generator", None)  # set by fit; a loaded model has none
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.config.seed)
-        return _Network(n_users, n_items, dims, self.config, generator)
+        return _Network(n_users, n_items, dims, self.config, self.generator)
 
     def _has_id(self) -> np.ndarray:
         """Items with a training interaction (their ID embedding was trained)."""

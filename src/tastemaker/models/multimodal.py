@@ -75,13 +75,15 @@ class MultimodalMixin:
     """
 
     requires_features: ClassVar[bool] = True
+    name: ClassVar[str]  # the Recommender's (the mixin is only ever one's base)
+    config: MultimodalConfig
     content: dict[str, torch.Tensor]
     content_mask: dict[str, torch.Tensor]
 
     def _use_features(self, features: Mapping[str, ItemEmbeddings] | None, items: Vocab) -> None:
         """Check and align the used modalities' ``features`` to the item vocabulary."""
-        name = self.name  # type: ignore[attr-defined]
-        wanted: list[str] = list(self.config.modalities)  # type: ignore[attr-defined]
+        name = self.name
+        wanted: list[str] = list(self.config.modalities)
         if features is None:
             raise ConfigError(
                 f"model '{name}' reads item content, but fit() got no features",
@@ -109,7 +111,7 @@ class MultimodalMixin:
 
     def content_matrix(self) -> torch.Tensor:
         """The used modalities side by side, (n_items, sum of dims); missing rows are zeros."""
-        return torch.cat([self.content[m] for m in self.config.modalities], dim=1)  # type: ignore[attr-defined]
+        return torch.cat([self.content[m] for m in self.config.modalities], dim=1)
 
     def _fixed_state(self) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
@@ -120,7 +122,7 @@ class MultimodalMixin:
 
     def _load_fixed_state(self, tensors: dict[str, Any]) -> None:
         self.content, self.content_mask = {}, {}
-        for modality in self.config.modalities:  # type: ignore[attr-defined]
+        for modality in self.config.modalities:
             try:
                 self.content[modality] = tensors.pop(FEATURE_PREFIX + modality)
                 self.content_mask[modality] = tensors.pop(MASK_PREFIX + modality).bool()
