@@ -203,7 +203,9 @@ def _runner():
     return module
 
 
-def test_the_experiment_config_validates(tmp_path: Path) -> None:
+def test_the_experiment_config_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped config reads its folders from TASTEMAKER_DATA (set here: CI sets none)."""
+    monkeypatch.setenv("TASTEMAKER_DATA", str(tmp_path))
     runner = _runner()
     root = Path(__file__).resolve().parents[1]
     exp = runner.load_experiment(root / "configs" / "multimodal-ml-latest-small.toml")
