@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+import data_root
 from tastemaker.atomic import write_text
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.sources import load_dataset
@@ -50,8 +51,6 @@ from tastemaker.pretrain import AlignedSpace, AlignmentConfig, train_alignment
 from tastemaker.pretrain.alignment import metric_table
 from tastemaker.reporting.markdown import markdown_table
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-POSTERS = DATA / "ml-latest-small-posters"
 RESULTS = Path(__file__).resolve().parent / "results"
 LIKED = 4.0
 CANDIDATES = 100
@@ -206,12 +205,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sample")
     parser.add_argument("--out", type=Path, help="also save the aligned space to this folder")
+    data_root.add_argument(parser)
     args = parser.parse_args()
-    if not POSTERS.is_dir():
-        raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
+    root = data_root.data_root(args.data_root, "ml-latest-small", "ml-latest-small-posters")
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
-    ds = load_dataset("ml-latest-small", DATA / "ml-latest-small", posters=POSTERS)
+    ds = load_dataset(
+        "ml-latest-small", root / "ml-latest-small", posters=root / "ml-latest-small-posters"
+    )
     store = EmbeddingStore(args.store)
     image = encode_catalog(ds.catalog, create_encoder("image"), store)
     text = encode_catalog(ds.catalog, create_encoder("text"), store)

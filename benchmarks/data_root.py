@@ -40,14 +40,14 @@ def data_root(given: Path | None, *needed: str) -> Path:
     the ``needed`` data sets; otherwise one line on stderr and exit code 2."""
     value = given if given is not None else os.environ.get(ENV)
     if not value:
-        _exit(
+        fail(
             f"set {ENV} to the folder that holds the data sets ({', '.join(needed) or 'ml-100k'}, "
             "...), or pass --data-root DIR"
         )
     root = _absolute(value)
     missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
-        _exit(
+        fail(
             f"{root} has no {', '.join(missing)}: set {ENV} (or --data-root) to the folder "
             f"that holds {', '.join(needed)}"
         )
@@ -74,7 +74,7 @@ def command_line(argv: Sequence[str], root: Path | None) -> str:
     words = []
     for word in argv:
         text = shown(word, root) if _is_path(word) else word
-        if text.startswith(f"${ENV}/"):
+        if text == f"${ENV}" or text.startswith(f"${ENV}/"):
             words.append(f'"{text}"')
         else:
             words.append(shlex.quote(text))
@@ -93,7 +93,7 @@ def _is_path(word: str) -> bool:
         return False
 
 
-def _exit(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     """One line, exit code 2: what the CLI does for an error the user can fix."""
     print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
     raise SystemExit(2)

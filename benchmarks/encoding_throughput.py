@@ -2,7 +2,7 @@
 
 Run with ``.venv/bin/python benchmarks/encoding_throughput.py`` (``--help`` for sizes).
 Text: ml-latest-small movies (title, genres, tags) by all-MiniLM-L6-v2; images:
-real posters from ``../shared/data/ml-latest-small-posters`` by EfficientNet-Lite0.
+real posters from ``$TASTEMAKER_DATA/ml-latest-small-posters`` by EfficientNet-Lite0.
 Each repeat times, on consecutive parts of the items and in alternating order,
 (a) the model called directly on the same inputs (``SentenceTransformer.encode``
 on the rendered texts; a plain read-preprocess-forward loop over the poster
@@ -34,13 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+import data_root
 from tastemaker.atomic import write_text
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.sources import load_dataset
 from tastemaker.encoders import EmbeddingStore, Encoder, ImageEncoder, TextEncoder, encode_catalog
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-POSTERS = DATA / "ml-latest-small-posters"
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("sentence-transformers", "transformers", "pillow", "efficientnet-lite-pytorch")
 
@@ -172,10 +171,12 @@ def text_bench(movies: Catalog, n: int, repeats: int, slices: int) -> dict[str, 
     return {"example_text": example, **compare(catalog, parts, encoder, direct, repeats)}
 
 
-def image_bench(movies: Catalog, n: int, repeats: int, slices: int) -> dict[str, Any]:
+def image_bench(
+    movies: Catalog, posters: Path, n: int, repeats: int, slices: int
+) -> dict[str, Any]:
     from PIL import Image
 
-    with_posters = movies.with_images(POSTERS)
+    with_posters = movies.with_images(posters)
     ids = with_posters.frame.filter(with_posters.frame["image"].is_not_null())["item_id"]
     catalog = with_posters.subset(ids.head(n).to_list())
     encoder = ImageEncoder()
@@ -253,14 +254,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slices", type=int, default=5, help="alternation steps per repeat")
+    data_root.add_argument(parser)
     args = parser.parse_args()
-    if not (DATA / "ml-latest-small").is_dir():
-        raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
+    root = data_root.data_root(args.data_root, "ml-latest-small")
+    posters = root / "ml-latest-small-posters"
     load_start = os.getloadavg()[0]
-    movies = load_dataset("ml-latest-small", DATA / "ml-latest-small").catalog
+    movies = load_dataset("ml-latest-small", root / "ml-latest-small").catalog
     results = {"text": text_bench(movies, args.text_items, args.repeats, args.slices)}
-    if POSTERS.is_dir() and args.images:
-        results["image"] = image_bench(movies, args.images, args.repeats, args.slices)
+    if posters.is_dir() and args.images:
+        results["image"] = image_bench(movies, posters, args.images, args.repeats, args.slices)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {

@@ -39,10 +39,11 @@ import numpy as np
 import polars as pl
 import torch
 
+import data_root
 from tastemaker.atomic import atomic_path, write_text
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.interactions import ITEM_ID, RATING, TIMESTAMP, USER_ID, Interactions
-from tastemaker.data.sources.registry import load_dataset
+from tastemaker.data.sources.registry import default_cache_dir, load_dataset
 from tastemaker.encoders import EmbeddingStore, TextEncoder, encode_catalog
 from tastemaker.evaluation.metrics import ndcg, recall
 from tastemaker.generation.history import HistoryConfig, UserHistory, build_history
@@ -54,8 +55,6 @@ from tastemaker.generation.keywords import (
 )
 from tastemaker.llm import create_llm
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
-STORE = Path("/work/cache/embeddings")
 RESULTS = Path(__file__).resolve().parent / "results"
 LIKED = 4.0
 
@@ -189,12 +188,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="SmolLM2 generation batch")
     parser.add_argument("--retries", type=int, default=1, help="LLM retries after a bad reply")
     parser.add_argument("--no-llm", action="store_true", help="skip SmolLM2 (fast check)")
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--store", type=Path, default=STORE, help="shared embedding store")
+    data_root.add_argument(parser)
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=default_cache_dir().parent / "embeddings",
+        help="embedding store folder",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(f"{args.data} is missing: put ml-latest-small there (../shared/data)")
+    root = data_root.data_root(args.data_root, "ml-latest-small")
+    args.data = root / "ml-latest-small"
     torch.set_num_threads(1)
     wall = time.perf_counter()
 
@@ -310,7 +314,12 @@ def main() -> None:
             "loadavg": os.getloadavg(),
         },
         "settings": vars(args)
-        | {"data": str(args.data), "store": str(args.store), "out": str(args.out)},
+        | {
+            "data_root": None,
+            "data": data_root.shown(args.data, root),
+            "store": data_root.shown(args.store, root),
+            "out": data_root.shown(args.out, root),
+        },
         "users": len(users),
         "history_items_mean": float(np.mean([len(h) for h in histories])),
         "held_out_mean": float(np.mean([len(r) for r in relevant])),

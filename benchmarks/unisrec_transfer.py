@@ -32,9 +32,11 @@ from typing import Any
 
 import torch
 
+import data_root
 from tastemaker.atomic import write_bytes, write_text
 from tastemaker.data.dataset import Split
 from tastemaker.data.sources import load_dataset
+from tastemaker.data.sources.registry import default_cache_dir
 from tastemaker.data.splits import leave_one_out
 from tastemaker.encoders import EmbeddingStore, TextEncoder, encode_catalog
 from tastemaker.encoders.base import ItemEmbeddings
@@ -42,7 +44,6 @@ from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.models import MostPopular, create_model
 from tastemaker.pretrain.unisrec import pretrain_unisrec
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 TEMPLATES = {
     "ml-latest-small": "{title}. Genres: {genres}",
@@ -61,9 +62,9 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
 KS = (10,)
 
 
-def text_features(name: str, store: EmbeddingStore) -> tuple[Split, ItemEmbeddings]:
-    """The leave-one-out split of a shared data set and its items' text vectors."""
-    dataset = load_dataset(str(DATA / name))
+def text_features(root: Path, name: str, store: EmbeddingStore) -> tuple[Split, ItemEmbeddings]:
+    """The leave-one-out split of a real data set and its items' text vectors."""
+    dataset = load_dataset(str(root / name))
     encoder = TextEncoder(template=TEMPLATES[name])
     return leave_one_out(dataset), encode_catalog(dataset.catalog, encoder, store, progress=False)
 
@@ -77,8 +78,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     began = time.perf_counter()
     store = EmbeddingStore(args.store)
-    source, source_text = text_features("ml-latest-small", store)
-    target, target_text = text_features("ml-100k", store)
+    source, source_text = text_features(args.data_root, "ml-latest-small", store)
+    target, target_text = text_features(args.data_root, "ml-100k", store)
     caps = {"patience": args.patience, "seed": args.seed}
     records: list[dict[str, Any]] = []
 
@@ -226,13 +227,17 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--store", type=Path, default=Path("/work/cache/embeddings"), help="embedding store folder"
+        "--store",
+        type=Path,
+        default=default_cache_dir().parent / "embeddings",
+        help="embedding store folder",
     )
+    data_root.add_argument(parser)
     args = parser.parse_args()
-    if not (DATA / "ml-100k").is_dir() or not (DATA / "ml-latest-small").is_dir():
-        raise SystemExit(f"needs ml-100k and ml-latest-small in {DATA} (see its README)")
-    command = "python benchmarks/unisrec_transfer.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+    args.data_root = data_root.data_root(args.data_root, "ml-100k", "ml-latest-small")
+    flags = [word for k, v in vars(args).items() for word in (f"--{k.replace('_', '-')}", str(v))]
+    command = data_root.command_line(
+        ["python", "benchmarks/unisrec_transfer.py", *flags], args.data_root
     )
     result = run(args)
     RESULTS.mkdir(exist_ok=True)

@@ -41,9 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import data_root
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
-DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = HERE / "results"
 VENV = ROOT / ".venv-recbole"
 SCRATCH = HERE / ".scratch"
@@ -174,6 +175,7 @@ def run_worker(
         record = json.loads(out.read_text())
     record["load_average_1min"] = load
     shown = [Path(c).name if c.startswith(str(ROOT)) else c for c in command]
+    shown[shown.index("--data") + 1] = data_root.shown(args.data, args.data.parent)
     shown[0] = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else str(python)
     shown[1] = f"benchmarks/{toolkit}_worker.py"
     shown[shown.index("--out") + 1] = "record.json"
@@ -400,14 +402,15 @@ def main(argv: list[str] | None = None) -> None:
         help="torch threads of each worker (1: see the module docstring)",
     )
     parser.add_argument("--eval-repeats", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=DATA, help="folder of ml-100k.inter")
+    data_root.add_argument(parser)
     args = parser.parse_args(argv)
+    args.data = data_root.data_root(args.data_root, "ml-100k") / "ml-100k"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; use {', '.join(MODELS)}")
-    if not (args.data / f"{args.data.name}.inter").is_file():
-        raise SystemExit(f"{args.data}/{args.data.name}.inter not found (../shared/data)")
+    if not (args.data / "ml-100k.inter").is_file():
+        data_root.fail(f"{args.data} has no ml-100k.inter (the RecBole atomic file)")
 
     pythons = {"recbole": recbole_python(), "tastemaker": Path(sys.executable)}
     json_path = RESULTS / "vs_recbole.json"
