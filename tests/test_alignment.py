@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from tastemaker.atomic import OUTPUT_MARKER
 from tastemaker.encoders import ItemEmbeddings
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.pretrain import AlignedSpace, info_nce, retrieval_metrics, train_alignment
@@ -147,7 +148,7 @@ def test_save_load_round_trip_and_encoder_checks(trained, tmp_path: Path) -> Non
     files = {p.name for p in (tmp_path / "space").iterdir()}
     assert files == {
         "space.json", "space.safetensors", "training_log.json", "metrics.json", "metrics.md",
-        "training.png",
+        "training.png", OUTPUT_MARKER,
     }  # fmt: skip
     assert (tmp_path / "space" / "training.png").read_bytes()[:4] == b"\x89PNG"
     assert "| aligned space (InfoNCE heads) |" in (tmp_path / "space" / "metrics.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 
 from tastemaker import Catalog, Dataset, Interactions
-from tastemaker.atomic import atomic_path, write_text
+from tastemaker.atomic import OUTPUT_MARKER, atomic_path, write_text
 from tastemaker.data.manifest import Manifest
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError, OutputError
@@ -116,7 +117,77 @@ def test_atomic_path_keeps_old_output_on_failure(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp left behind
     with atomic_path(target, directory=True) as tmp:
         write_text(tmp / "b.txt", "replaced")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "b.txt"]
+
+
+def test_a_folder_holding_a_users_files_is_never_replaced(tmp_path: Path) -> None:
+    """Writing a run into a folder that holds the user's notes refuses, before any work."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"notes\.txt"), atomic_path(target, directory=True):
+        pytest.fail("the body must not run")
+    assert (target / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_file_added_to_an_output_later_is_never_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "model.json", "{}")
+    (target / "notes.txt").write_text("added by hand")
+    with pytest.raises(OutputError, match="did not write"), atomic_path(target, directory=True):
+        pytest.fail("the body must not run")
+    assert (target / "notes.txt").read_text() == "added by hand"
+
+
+def test_a_file_appearing_during_the_write_keeps_the_old_output(tmp_path: Path) -> None:
+    """Checked again at the end: the folder is left as it is, the new output dropped."""
+    target = tmp_path / "out"
+    with pytest.raises(OutputError, match=r"late\.txt"), atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "model.json", "{}")
+        target.mkdir()
+        (target / "late.txt").write_text("x")
+    assert sorted(p.name for p in target.iterdir()) == ["late.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_files_written_into_an_output_later_are_replaced_with_it(tmp_path: Path) -> None:
+    """A model folder, then metrics.json and an eval folder in it: all tastemaker's."""
+    target = tmp_path / "model"
+    with atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "weights.bin", "w")
+    write_text(target / "metrics.json", "{}")
+    with atomic_path(target / "eval-test", directory=True) as tmp:
+        write_text(tmp / "metrics.md", "|")
+    with atomic_path(target, directory=True) as tmp:
+        write_text(tmp / "weights.bin", "w2")
+    assert sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "weights.bin"]
+
+
+def test_dot_and_a_file_are_clear_output_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(OutputError, match="did not write"), atomic_path(Path("."), directory=True):
+        pytest.fail("the body must not run")
+    with (
+        pytest.raises(OutputError, match="is a file"),
+        atomic_path(Path("data.csv"), directory=True),
+    ):
+        pytest.fail("the body must not run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_an_unwritable_place_is_an_output_error(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if os.access(tmp_path / "ro", os.W_OK):  # root writes anywhere: use a place no one can
+        target = Path("/proc/tastemaker-out")
+    else:
+        target = tmp_path / "ro" / "out"
+    with pytest.raises(OutputError), atomic_path(target, directory=True):
+        pytest.fail("the body must not run")
 
 
 def test_unwritable_parent_is_a_clear_error(tmp_path: Path) -> None:

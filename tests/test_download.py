@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tastemaker.atomic import OUTPUT_MARKER
 from tastemaker.data.sources import download, extract_zip, load_dataset, registry
-from tastemaker.errors import DataError
+from tastemaker.errors import DataError, OutputError
 
 # The module, not the function of the same name that the package re-exports.
 download_module = importlib.import_module("tastemaker.data.sources.download")
@@ -144,16 +145,27 @@ def test_http_and_connection_errors(server: Server, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_extract_zip_replaces_folder_atomically(tmp_path: Path) -> None:
+def test_extract_zip_replaces_its_own_folder_atomically(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(make_zip({"ml-100k/old.txt": "earlier copy"}))
+    into = tmp_path / "out"
+    extract_zip(archive, into)
+    archive.write_bytes(ML_ZIP)
+    assert extract_zip(archive, into) == into
+    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == [
+        OUTPUT_MARKER, "ml-100k", "ml-100k/README", "ml-100k/u.data", "ml-100k/u.item"
+    ]  # fmt: skip
+    assert (into / "ml-100k" / "README").read_text() == "MovieLens 100K (test copy)\n"
+
+
+def test_extract_zip_never_deletes_files_it_did_not_write(tmp_path: Path) -> None:
     archive = tmp_path / "a.zip"
     archive.write_bytes(ML_ZIP)
     into = tmp_path / "out"
-    (into / "stale").mkdir(parents=True)
-    assert extract_zip(archive, into) == into
-    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == [
-        "ml-100k", "ml-100k/README", "ml-100k/u.data", "ml-100k/u.item"
-    ]  # fmt: skip
-    assert (into / "ml-100k" / "README").read_text() == "MovieLens 100K (test copy)\n"
+    (into / "mine").mkdir(parents=True)
+    with pytest.raises(OutputError, match="mine"):
+        extract_zip(archive, into)
+    assert sorted(p.name for p in into.iterdir()) == ["mine"]
 
 
 def test_corrupt_or_unsafe_zip_leaves_nothing(tmp_path: Path) -> None:

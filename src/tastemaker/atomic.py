@@ -2,13 +2,15 @@
 
 Everything tastemaker writes goes first to a temporary sibling, which is
 renamed into place only once complete: a crash or a bad input leaves either
-the old output or none, never a torn one.
+the old output or none, never a torn one. A folder is replaced only when
+everything in it came from tastemaker: nothing a user put in a folder is deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,6 +21,9 @@ from tastemaker.errors import OutputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+OUTPUT_MARKER = ".tastemaker-output.json"
+"""The file in every folder tastemaker writes whole: the names of the entries it wrote."""
 
 
 def ensure_writable_dir(path: Path) -> Path:
@@ -39,36 +44,112 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def _foreign_entries(folder: Path) -> list[str]:
+    """Names in an existing ``folder`` that no earlier tastemaker write put there.
+
+    A folder tastemaker wrote carries :data:`OUTPUT_MARKER`, the list of the entries
+    it wrote; anything else in it (a user's ``notes.txt``, a folder that was never an
+    output) belongs to someone else and must never be deleted by a replacement.
+    """
+    present = sorted(entry.name for entry in folder.iterdir())
+    if not present:
+        return []
+    try:
+        written = set(json.loads((folder / OUTPUT_MARKER).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):  # no marker, or not ours: all of it is foreign
+        written = set()
+    written.add(OUTPUT_MARKER)
+    return [name for name in present if name not in written]
+
+
+def _check_replaceable(path: Path) -> None:
+    """Raise :class:`OutputError` unless ``path`` is absent, empty or a tastemaker output."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise OutputError(
+            f"{path} exists and is a file, not an output folder",
+            "choose another --out folder, or move the file away",
+        )
+    foreign = _foreign_entries(path)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        shown = ", ".join(foreign[:3]) + more
+        raise OutputError(
+            f"output folder {path} holds files tastemaker did not write ({shown}); "
+            "writing there would replace them",
+            "choose a new or empty folder (e.g. --out runs/new-run), or move those files away",
+        )
+
+
+def _temporary(parent: Path, prefix: str, directory: bool) -> Path:
+    """A new private temporary file or folder in ``parent``, with the usual umask modes."""
+    try:
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write in {parent} ({exc.strerror})",
+            "choose a folder you can write to, e.g. --out ./runs/my-run",
+        ) from exc
+    # mkdtemp/mkstemp create private (0700/0600) paths; give the usual umask modes.
+    tmp.chmod((0o777 if directory else 0o666) & ~_UMASK)
+    return tmp
+
+
+def _record(path: Path) -> None:
+    """Add ``path`` to its folder's :data:`OUTPUT_MARKER` when that folder is an output.
+
+    A later file in an output folder (``metrics.json`` after a model, ``eval-test/``
+    after ``evaluate``) is tastemaker's too, so replacing the folder may remove it.
+    """
+    marker = path.parent / OUTPUT_MARKER
+    if path.name == OUTPUT_MARKER or not marker.is_file():
+        return
+    written = json.loads(marker.read_text(encoding="utf-8"))
+    if path.name in written:
+        return
+    tmp = marker.with_name(f".{OUTPUT_MARKER}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(sorted([*written, path.name])), encoding="utf-8")
+    os.replace(tmp, marker)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place on success.
 
-    With ``directory=True`` the temporary path is an empty folder to fill.
-    An existing ``path`` is replaced only after the new one is complete.
+    With ``directory=True`` the temporary path is an empty folder to fill, and an
+    existing folder at ``path`` is replaced only after the new one is complete and
+    only if tastemaker wrote everything in it (:data:`OUTPUT_MARKER`): a folder that
+    holds anything else is an :class:`OutputError` before any work, and again at the
+    end if something else appeared there meanwhile.
     """
-    path = Path(path)
-    parent = ensure_writable_dir(path.parent)
-    prefix = f".{path.name}.tmp-"
+    path = Path(os.path.abspath(Path(path).expanduser()))  # "." and "x/.." get a real name
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=parent)
-        os.close(fd)
-        tmp = Path(name)
-    # mkdtemp/mkstemp create private (0700/0600) paths; give the usual umask modes.
-    tmp.chmod((0o777 if directory else 0o666) & ~_UMASK)
+        _check_replaceable(path)
+    parent = ensure_writable_dir(path.parent)
+    tmp = _temporary(parent, f".{path.name}.tmp-", directory)
     try:
         yield tmp
+        if directory:
+            entries = sorted(entry.name for entry in tmp.iterdir())
+            (tmp / OUTPUT_MARKER).write_text(json.dumps(entries), encoding="utf-8")
+            _check_replaceable(path)
         if directory and path.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
+            old = _temporary(parent, f".{path.name}.old-", directory=True)
             os.replace(path, old / "previous")
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+        _record(path)
     except BaseException:
         if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder, half-filled
         else:
             tmp.unlink(missing_ok=True)
         raise
