@@ -59,6 +59,39 @@ def test_parse_messy_replies(reply, expected):
     assert parse_keywords(reply, 8) == expected
 
 
+def test_parse_keeps_keywords_that_merely_contain_pronouns():
+    reply = "World War I, My Little Pony, you and me, I, Robot, noir"
+    kept = ["World War I", "My Little Pony", "you and me", "noir"]
+    # "I, Robot" splits at its comma and a lone letter is no keyword: "Robot" stays ...
+    assert parse_keywords(reply, 8) == [*kept[:3], "Robot", "noir"]
+    # ... unless it is known as a title, which goes whole (a title is not a preference)
+    assert parse_keywords(reply, 8, titles=["I, Robot"]) == kept
+    titled = "I Am Legend, Let Me In, Me Before You, We Own the Night, Us"
+    assert parse_keywords(titled, 8) == titled.split(", ")  # Title Case: names, not sentences
+
+
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "Sure, here are the keywords:",
+        "Certainly! Here you go",
+        "Here is my list",
+        "I hope this helps",
+        "Hope this helps",
+        "I love these movies",
+        "As an AI, I cannot",
+        "i think noir",
+        "we recommend noir",
+        "you might enjoy noir",
+        "Let me know",
+        "I'm sorry",
+        "Okay",
+    ],
+)
+def test_parse_drops_chatter(chatter):
+    assert parse_keywords(f"{chatter}\nnoir, heist", 8) == ["noir", "heist"]
+
+
 def test_parse_caps_drops_titles_echoes_and_truncated_tails():
     assert parse_keywords("a1, b2, c3, d4, e5", 3) == ["a1", "b2", "c3"]
     assert parse_keywords("anything", 0) == []
@@ -192,6 +225,12 @@ def test_llm_extractor_never_returns_silently_empty(catalog, ratings):
     assert rescued.keywords == fallback.extract_user(history).keywords
     assert rescued.extractor == "statistical" and len(rescued.attempts) == 3
     assert rescued.fallback is not None and "1 usable keyword" in rescued.fallback
+    item = describe_item(catalog, "b")
+    rescued_item = LLMKeywordExtractor(
+        ScriptedLLM({"Beta": list(junk)}), item_n=5, fallback=fallback
+    ).extract_item(item)
+    assert rescued_item.keywords == fallback.extract_item(item).keywords
+    assert rescued_item.kind == "item" and len(rescued_item.attempts) == 3
 
 
 def test_llm_item_keywords_and_config_errors(catalog):
