@@ -22,14 +22,13 @@ from tastemaker.errors import ConfigError, DataError
 from tastemaker.generation.evaluation import (
     METRICS,
     evaluate_generation,
-    perceptual_features,
-    pixels,
     read_pairs,
     sample_pairs,
-    ssim,
 )
 from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
 from tastemaker.generation.scoring import ClipScorer, EncoderScorer
+from tastemaker.generation.similarity import perceptual_features, pixels, ssim
+from tastemaker.generation.soft_training import train_soft_tokens
 
 from .test_encoders import tiny_clip  # noqa: F401 - fixture
 from .test_pipeline import movie_dataset, tiny_config, tiny_llm  # noqa: F401 - fixture
@@ -40,10 +39,9 @@ def reference_ssim(a: np.ndarray, b: np.ndarray, **kwargs) -> float:
     """scikit-image's SSIM set up as Wang et al. (2004): Gaussian window, population moments."""
     return float(
         structural_similarity(
-            a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, **kwargs,
+            a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, **kwargs
         )
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +52,37 @@ def astronaut() -> np.ndarray:
 # --- SSIM ------------------------------------------------------------------------------------
 
 
-def test_ssim_is_one_for_the_same_image_and_low_for_noise(astronaut: np.ndarray) -> None:
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(24, 31), (24, 31, 3)])
+def test_ssim_is_one_exactly_for_identical_images(seed: int, shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape)
+    other = np.clip(image + rng.normal(0, 0.05, shape), 0, 1)
+    assert ssim(image, image) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(image, other) < 1.0
+    assert ssim(image, other) == pytest.approx(ssim(other, image))
+
+
+def test_ssim_is_low_for_noise_and_orders_by_damage(astronaut: np.ndarray) -> None:
     noise = np.random.default_rng(0).random(astronaut.shape)
-    assert ssim(astronaut, astronaut) == pytest.approx(1.0, abs=1e-12)
     assert ssim(astronaut, noise) < 0.05
     assert ssim(astronaut, astronaut * 0.5) < 0.9  # luminance and contrast both halved
     blurred = gaussian_filter(astronaut, (1.2, 1.2, 0))
-    assert ssim(astronaut, blurred) == pytest.approx(ssim(blurred, astronaut))
     assert ssim(astronaut, noise) < ssim(astronaut, blurred) < 1.0
 
 
-def test_ssim_matches_scikit_image(astronaut: np.ndarray) -> None:
-    blurred = gaussian_filter(astronaut, (1.5, 1.5, 0))
+def test_colour_ssim_is_scikit_image_with_wang_settings(astronaut: np.ndarray) -> None:
+    """Colour: the mean over channels of an 11x11 (σ 1.5, truncate 3.5) Gaussian SSIM."""
     noisy = np.clip(astronaut + np.random.default_rng(1).normal(0, 0.1, astronaut.shape), 0, 1)
-    for other in (blurred, noisy):
-        want = reference_ssim(astronaut, other, channel_axis=-1)
-        assert ssim(astronaut, other) == pytest.approx(want, abs=1e-10)
-        grey, other_grey = astronaut.mean(-1), other.mean(-1)
-        assert ssim(grey, other_grey) == pytest.approx(reference_ssim(grey, other_grey), abs=1e-10)
+    want = reference_ssim(astronaut, noisy, channel_axis=-1, data_range=1.0)
+    assert ssim(astronaut, noisy) == pytest.approx(want, abs=1e-12)
+    per_channel = [
+        reference_ssim(astronaut[..., c], noisy[..., c], data_range=1.0) for c in range(3)
+    ]
+    assert ssim(astronaut, noisy) == pytest.approx(np.mean(per_channel), abs=1e-12)
+    # data_range is the pixels' range: the same images in 0-255 give the same SSIM
+    assert ssim(astronaut * 255, noisy * 255, data_range=255.0) == pytest.approx(want, abs=1e-9)
+    assert ssim(astronaut * 255, noisy * 255) != pytest.approx(want, abs=1e-3)
 
 
 def test_ssim_rejects_mismatched_or_tiny_images() -> None:
@@ -165,7 +176,7 @@ def test_evaluate_generation_compares_the_four_methods(
     config = tiny_config(tiny_llm, tiny_clip, weights=["1:3", "3:1"], keywords=statistical)
     pipe = PersonalizedGenerationPipeline(config)
     soft = {"steps": 3, "batch_size": 2, "checkpoint_every": 1000}
-    pipe.train_soft_tokens(data, ["u1"], tmp_path / "soft", soft, progress=False)
+    train_soft_tokens(pipe, data, ["u1"], tmp_path / "soft", soft, progress=False)
 
     pairs = [("u1", "m5"), ("u2", "m3")]
     result = evaluate_generation(pipe, data, pairs, n_candidates=1, progress=False)
@@ -201,7 +212,7 @@ def test_evaluate_generation_compares_the_four_methods(
     want = ssim(pixels(record.image), pixels(target, size))
     assert record.target_ssim == pytest.approx(want)
     assert record.target_ssim == pytest.approx(
-        reference_ssim(pixels(record.image), pixels(target, size), channel_axis=-1)
+        reference_ssim(pixels(record.image), pixels(target, size), channel_axis=-1, data_range=1)
     )
 
     folder = result.write(tmp_path / "eval")

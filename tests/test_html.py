@@ -20,7 +20,7 @@ from tastemaker.generation.evaluation import GenerationEvaluation, PairRecord
 from tastemaker.generation.history import ItemText, UserHistory
 from tastemaker.generation.html import batch_page, evaluation_page, number, result_page
 from tastemaker.generation.keywords import Attempt, Keywords
-from tastemaker.generation.pipeline import Candidate, GenerationResult, Prepared
+from tastemaker.generation.result import Candidate, GenerationResult, Prepared
 from tastemaker.llm.base import ChatMessage
 from tastemaker.reporting.values import MISSING
 

@@ -14,11 +14,8 @@ from PIL import Image
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.generation.conditioning import build_condition
 from tastemaker.generation.generator import ImageGenerator
-from tastemaker.generation.soft_prompt import (
-    SoftPreferenceTrainer,
-    SoftPromptExample,
-    image_tensor,
-)
+from tastemaker.generation.soft_prompt import SoftPreferenceModel, image_tensor
+from tastemaker.generation.soft_training import SoftPreferenceTrainer, SoftPromptExample
 from tastemaker.generation.tiny import tiny_causal_lm, tiny_stable_diffusion_xl
 
 SCI_FI = "1. Alien (horror, sci-fi): space, dark\n2. Gravity (sci-fi): astronaut, space"
@@ -102,7 +99,7 @@ def test_training_writes_log_plot_and_checkpoint(trained) -> None:
     assert [r["step"] for r in log] == list(range(1, 31))
     assert [r["loss"] for r in log] == pytest.approx(trained["run"].losses)
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    files = sorted(p.name for p in (out / "checkpoint").iterdir())
+    files = sorted(p.name for p in (out / "checkpoint").iterdir() if not p.name.startswith("."))
     assert files == ["optimizer.safetensors", "state.json", "trainable.safetensors"]
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["step"] == 30 and state["config"]["num_tokens"] == 4
@@ -133,13 +130,30 @@ def test_soft_tokens_depend_on_the_history_and_reload(trained, generator) -> Non
         batch = model.encoder(model.llm, ids, mask)
     assert torch.allclose(batch, torch.stack([sci_fi, comedy]), atol=1e-5)
     llm, tokenizer = tiny_causal_lm()
-    loaded = SoftPreferenceTrainer.from_checkpoint(trained["out"], llm, tokenizer, generator)
+    loaded = SoftPreferenceModel.from_checkpoint(trained["out"], llm, tokenizer, generator)
     assert loaded.config == model.config
     assert torch.equal(loaded.soft_tokens(SCI_FI), sci_fi)
     # The tokens join the condition and drive a generation.
     cond = build_condition(generator, ["dark"], ["astronaut"], soft_tokens=sci_fi)
     assert torch.equal(cond.embeds.embeds[0, :4], sci_fi)
     assert len(generator.generate(cond.embeds, cond.negative, progress=False).images) == 1
+
+
+def test_init_and_training_draw_from_their_own_generators(
+    generator, examples, tmp_path: Path
+) -> None:
+    """The seed alone fixes the initial parameters, and torch's global RNG is never touched."""
+    state = torch.get_rng_state()
+    first, again = (
+        trainer(generator, steps=2, batch_size=2),
+        trainer(generator, steps=2, batch_size=2),
+    )
+    other = trainer(generator, steps=2, batch_size=2, seed=1)
+    for key, value in first.encoder.state_dict().items():
+        assert torch.equal(again.encoder.state_dict()[key], value), key
+        assert not torch.equal(other.encoder.state_dict()[key], value), key
+    first.train(examples, tmp_path, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_resume_continues_the_step_count_and_matches_one_run(

@@ -27,7 +27,7 @@ from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.evaluation import html
 from tastemaker.evaluation.cold_start import cold_start_report
 from tastemaker.evaluation.report import EvaluationReport, leaderboard_markdown
-from tastemaker.generation.pipeline import demo_generation
+from tastemaker.generation.demo import demo_generation
 from tastemaker.models.base import Recommender
 from tastemaker.models.registry import get_model_class
 

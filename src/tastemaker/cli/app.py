@@ -52,10 +52,10 @@ def _register() -> None:
 
     app.add_typer(pretrain.app, name="pretrain")
 
-    from tastemaker.cli import generate
+    from tastemaker.cli import generate, generation_eval
 
     app.add_typer(generate.app, name="generate")
-    app.command("evaluate-generation")(generate.evaluate_generation)
+    app.command("evaluate-generation")(generation_eval.evaluate_generation)
 
 
 _register()

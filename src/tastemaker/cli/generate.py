@@ -1,7 +1,8 @@
-"""``tastemaker generate`` (one user, or ``batch``) and ``tastemaker evaluate-generation``.
+"""``tastemaker generate`` (one user, ``batch``, ``train-soft``) and the flags they share
+with ``tastemaker evaluate-generation`` (:mod:`tastemaker.cli.generation_eval`).
 
 Thin shells over :mod:`tastemaker.generation.pipeline` and
-:mod:`tastemaker.generation.evaluation`: flags overlay a scenario file
+:mod:`tastemaker.generation.soft_training`: flags overlay a scenario file
 (``configs/generation-*.toml``), every input is checked (user, liked items, item
 text, models) before anything is generated, and output folders are written
 atomically, so a bad input leaves none behind.
@@ -20,17 +21,14 @@ from rich.table import Table
 from tastemaker.atomic import atomic_path
 from tastemaker.cli.common import console
 from tastemaker.config import DataConfig, validate
-from tastemaker.data.dataset import Split
 from tastemaker.errors import ConfigError
+from tastemaker.generation.components import PipelineComponents
+from tastemaker.generation.data import load_data
 from tastemaker.generation.html import number
-from tastemaker.generation.pipeline import (
-    GenerationResult,
-    PersonalizedGenerationPipeline,
-    PipelineConfig,
-    ScorerConfig,
-    load_data,
-    load_scenario,
-)
+from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
+from tastemaker.generation.result import GenerationResult
+from tastemaker.generation.scenario import PipelineConfig, load_scenario
+from tastemaker.generation.scorers import ScorerConfig
 
 app = typer.Typer(
     help="Generate images for a user and an item (PMG): history → keywords → images → best by z.",
@@ -152,7 +150,7 @@ def parse_turns(turns: list[str]) -> list[tuple[str, str]]:
     return parsed
 
 
-def _progress() -> bool:
+def show_progress() -> bool:
     return sys.stderr.isatty()
 
 
@@ -229,7 +227,7 @@ def generate(
     pipe.describe(dataset, user, item, conversation=conversation)  # bad input: fail before loading
     pipe.load()
     result = pipe(
-        dataset, user, item, conversation=conversation, method=method, progress=_progress()
+        dataset, user, item, conversation=conversation, method=method, progress=show_progress()
     )
     target = out or Path("generated") / f"user{user}-{result.item_id}"
     result.save(target)
@@ -293,7 +291,7 @@ def batch(
     pipe.load()
     rows = []
     with atomic_path(out, directory=True) as tmp:
-        bar = tqdm(todo, desc="generate", unit="pair", disable=not _progress())
+        bar = tqdm(todo, desc="generate", unit="pair", disable=not show_progress())
         for k, (u, i) in enumerate(bar):
             result = pipe(dataset, u, i, method=method)
             folder = f"{k:03d}-user{u}-item{i}"
@@ -334,6 +332,8 @@ def train_soft(
     llm: LLMOpt = None,
 ) -> None:
     """Train soft preference tokens (PMG 3.3) on users' liked images, for --soft OUT."""
+    from tastemaker.generation.soft_training import train_soft_tokens
+
     config, data_cfg = build_config(
         config_file, generator=generator, llm=llm, data=data, path=path, posters=posters
     )
@@ -341,76 +341,11 @@ def train_soft(
     settings = {k: v for k, v in flags.items() if v is not None}
     chosen = [u.strip() for flag in users for u in flag.split(",") if u.strip()]
     dataset = load_data(data_cfg)
-    pipe = PersonalizedGenerationPipeline(config)
-    run = pipe.train_soft_tokens(
-        dataset, chosen, out, settings, resume=resume, progress=_progress()
+    parts = PipelineComponents(config)  # a pipeline's parts: training needs no stages
+    run = train_soft_tokens(
+        parts, dataset, chosen, out, settings, resume=resume, progress=show_progress()
     )
     console.print(
         f"steps {run.first_step}-{run.last_step}: loss {run.losses[0]:.4f} → {run.losses[-1]:.4f}"
         f"; checkpoint {run.checkpoint}, plot {run.plot}; generate with --soft {out}"
     )
-
-
-def evaluate_generation(
-    out: Annotated[Path, typer.Option(help="Folder for table.md/.json, images, page.")] = Path(
-        "generation-eval"
-    ),
-    pairs: Annotated[
-        Path | None, typer.Option("--pairs", help="CSV with user_id,item_id columns.")
-    ] = None,
-    n_pairs: Annotated[
-        int, typer.Option("--n-pairs", help="Without --pairs: this many liked test pairs.")
-    ] = 10,
-    methods: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated: none,hard,soft,both (default: all that apply)."),
-    ] = None,
-    pair_seed: Annotated[int, typer.Option(help="Seed of the sampled pairs.")] = 0,
-    config_file: ScenarioOpt = None,
-    data: DataOpt = None,
-    path: PathOpt = None,
-    posters: PostersOpt = None,
-    generator: GeneratorOpt = None,
-    llm: LLMOpt = None,
-    llm_model: LLMModelOpt = None,
-    scorer: ScorerOpt = None,
-    soft: SoftOpt = None,
-    weights: WeightsOpt = None,
-    candidates: CandidatesOpt = None,
-    steps: StepsOpt = None,
-    seed: SeedOpt = None,
-) -> None:
-    """PMG's ablation (item keywords only, + preference keywords, + soft tokens, both) over
-    (user, item) pairs: d_p, d_t, z and similarity to history and target images per method."""
-    from tastemaker.data.splits import make_split
-    from tastemaker.generation import evaluation
-
-    config, data_cfg = build_config(
-        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
-        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
-        data=data, path=path, posters=posters,
-    )  # fmt: skip
-    loaded = load_data(data_cfg)
-    split = loaded if isinstance(loaded, Split) else make_split(loaded, "loo")
-    todo = (
-        evaluation.read_pairs(pairs)
-        if pairs is not None
-        else evaluation.sample_pairs(
-            split, n_pairs, seed=pair_seed, min_rating=config.history.min_rating
-        )
-    )
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    pipe = PersonalizedGenerationPipeline(config)
-    for u, i in todo:
-        pipe.describe(split, u, i)
-    pipe.load()
-    result = evaluation.evaluate_generation(pipe, split, todo, chosen, progress=_progress())
-    result.write(out)
-    header, rows = result.table_rows()
-    table = Table(*header, title=f"PMG ablation over {len(result.pairs)} pairs")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(f"written to {out} (page: {out / 'index.html'})")

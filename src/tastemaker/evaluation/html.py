@@ -26,10 +26,6 @@ __all__ = [
     "trials_chart",
 ]
 
-# generation/soft_prompt.py still imports this private name; drop it once it uses
-# tastemaker.reporting.plots.pyplot.
-_pyplot = pyplot
-
 
 def metrics_chart(reports: Sequence[EvaluationReport], metrics: Sequence[str]) -> bytes:
     """Grouped bars: one group per metric, one bar per model; a missing metric has no bar."""

@@ -10,7 +10,8 @@ that image we report
   image, two ways: the cosine of image-encoder features (a perceptual
   similarity; the scorer's own image encoder before any projection into a joint
   space, as CLIP-I in personalization papers) and SSIM (Wang et al., 2004) on
-  pixels, with the reference centre-cropped and resized to the generated image.
+  pixels, with the reference centre-cropped and resized to the generated image
+  (both in :mod:`tastemaker.generation.similarity`).
 
 A pair without history images or without a real target image (the "missing
 product image" scenario) gets NaN there, and the means skip it (their counts say how many).
@@ -32,11 +33,14 @@ from tastemaker.atomic import atomic_path
 from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import ITEM_ID, RATING, USER_ID
 from tastemaker.errors import ConfigError, DataError
+from tastemaker.generation.similarity import open_images, perceptual_features, pixels, ssim
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from tastemaker.generation.pipeline import Data, PersonalizedGenerationPipeline
+    from tastemaker.generation.data import Data
+    from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
+    from tastemaker.generation.result import GenerationResult
     from tastemaker.generation.scoring import ImageTextScorer
 
 METRICS = (
@@ -63,106 +67,6 @@ METHOD_LABELS = {
     "soft": "soft: soft tokens + item keywords",
     "both": "both: soft tokens + preference keywords + item keywords (PMG)",
 }
-
-
-# ---------------------------------------------------------------------------- SSIM
-
-
-def ssim(
-    a: np.ndarray,
-    b: np.ndarray,
-    *,
-    data_range: float = 1.0,
-    sigma: float = 1.5,
-    truncate: float = 3.5,
-    k1: float = 0.01,
-    k2: float = 0.03,
-) -> float:
-    """Mean structural similarity of two images of equal shape (H, W) or (H, W, C).
-
-    Wang, Bovik, Sheikh and Simoncelli (2004), "Image quality assessment: from error
-    visibility to structural similarity": local means, variances and covariance
-    under a Gaussian window (σ = 1.5, 11×11), ``c1 = (k1·L)²``, ``c2 = (k2·L)²``,
-
-        SSIM = (2 μa μb + c1)(2 σab + c2) / ((μa² + μb² + c1)(σa² + σb² + c2)),
-
-    averaged over the positions where the window fits inside the image, and over
-    channels. 1 for identical images; near 0 for unrelated ones.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise DataError(f"SSIM of images shaped {a.shape} and {b.shape}", "resize them to match")
-    if a.ndim == 3:
-        return float(
-            np.mean(
-                [
-                    ssim(a[..., c], b[..., c], data_range=data_range, sigma=sigma, k1=k1, k2=k2)
-                    for c in range(a.shape[-1])
-                ]
-            )
-        )
-    radius = int(truncate * sigma + 0.5)
-    if a.ndim != 2 or min(a.shape) < 2 * radius + 1:
-        raise DataError(
-            f"SSIM needs images of at least {2 * radius + 1} pixels a side, got {a.shape}",
-            "compare larger images",
-        )
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        return gaussian_filter(x, sigma, truncate=truncate, mode="reflect")
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return float(index[radius:-radius, radius:-radius].mean())
-
-
-def pixels(image: Image, size: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W, 3) floats in [0, 1]; with ``size`` (height, width), centre-cropped to its aspect
-    and resized (as the soft-token trainer prepares images)."""
-    from tastemaker.generation.soft_prompt import image_tensor
-
-    if size is None:
-        return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-    tensor = image_tensor([image], *size)[0]  # (3, H, W) in [-1, 1]
-    return (tensor.permute(1, 2, 0).double().numpy() + 1.0) / 2.0
-
-
-# ---------------------------------------------------------------------------- features
-
-
-def perceptual_features(scorer: ImageTextScorer, images: Sequence[Image]) -> np.ndarray:
-    """Unit image-encoder features: the scorer's own image encoder, before any projection
-    into a joint image-text space (a CLIP scorer's features are already that)."""
-    from tastemaker.generation.scoring import EncoderScorer
-
-    if isinstance(scorer, EncoderScorer):
-        return EncoderScorer(scorer.text, scorer.image).image_features(list(images))
-    return np.asarray(scorer.image_features(list(images)), dtype=np.float32)
-
-
-def _open(paths: Sequence[str | None]) -> list[Image]:
-    """The readable images among ``paths`` (RGB, loaded into memory)."""
-    from PIL import Image as PILImage
-
-    images = []
-    for path in paths:
-        if not path:
-            continue
-        try:
-            with PILImage.open(path) as image:
-                images.append(image.convert("RGB"))
-        except OSError:
-            continue
-    return images
 
 
 # ---------------------------------------------------------------------------- records
@@ -343,7 +247,7 @@ def evaluate_generation(
     """
     from tqdm.auto import tqdm
 
-    from tastemaker.generation.pipeline import METHODS
+    from tastemaker.generation.scenario import METHODS
 
     scorer = pipeline.scorer
     if scorer is None or pipeline.generator is None:
@@ -372,15 +276,13 @@ def evaluate_generation(
     for user, item in pairs:
         prepared = pipeline.prepare(data, user, item)
         notes.extend(f"user {user}, item {item}: {n}" for n in prepared.notes)
-        history = _open(prepared.history_images)
-        target = _open([prepared.item_image])
+        history = open_images(prepared.history_images)
+        target = open_images([prepared.item_image])
         for method in methods:
             result = pipeline.render(
                 prepared, weights=weights, n_candidates=n_candidates, method=method
             )
-            best = result.best
-            assert best is not None and best.image is not None and best.scores is not None
-            records.append(_record(scorer, best, result.method, user, item, history, target))
+            records.append(_record(scorer, result, history, target))
             bar.update(1)
     bar.close()
     alpha = pipeline.config.scorer.alpha
@@ -389,15 +291,19 @@ def evaluate_generation(
 
 def _record(
     scorer: ImageTextScorer,
-    best: Any,
-    method: str,
-    user: str,
-    item: str,
+    result: GenerationResult,
     history: list[Image],
     target: list[Image],
 ) -> PairRecord:
-    """The comparisons of one best image with the user's history and the target's image."""
-    image = best.image
+    """The comparisons of a render's best image with the user's history and the target's image."""
+    best = result.best
+    if best is None or best.image is None or best.scores is None:
+        raise ConfigError(
+            f"the pipeline rendered no scored image for user '{result.user_id}', item "
+            f"'{result.item_id}', method '{result.method}'",
+            "give the pipeline a generator and a scorer that score every candidate",
+        )
+    image, scores = best.image, best.scores
     features = perceptual_features(scorer, [image, *history, *target])
     size = (image.size[1], image.size[0])
     generated = pixels(image)
@@ -407,12 +313,12 @@ def _record(
     n = len(history)
     nan = float("nan")
     return PairRecord(
-        user_id=user,
-        item_id=item,
-        method=method,
-        d_p=best.scores["d_p"],
-        d_t=best.scores["d_t"],
-        z=best.scores["z"],
+        user_id=result.user_id,
+        item_id=result.item_id,
+        method=result.method,
+        d_p=scores["d_p"],
+        d_t=scores["d_t"],
+        z=scores["z"],
         history_cosine=float(cosines[:n].mean()) if n else nan,
         history_ssim=float(ssims[:n].mean()) if n else nan,
         target_cosine=float(cosines[n]) if target else nan,
@@ -430,9 +336,6 @@ __all__ = [
     "GenerationEvaluation",
     "PairRecord",
     "evaluate_generation",
-    "perceptual_features",
-    "pixels",
     "read_pairs",
     "sample_pairs",
-    "ssim",
 ]

@@ -1,6 +1,6 @@
 """Pages that show why an image came out as it did: history, keywords, prompts, scores.
 
-:func:`result_page` is written beside a :class:`~tastemaker.generation.pipeline.GenerationResult`
+:func:`result_page` is written beside a :class:`~tastemaker.generation.result.GenerationResult`
 (its candidate PNGs are linked by relative path); the user's history images and the
 target's real image are embedded as small base64 thumbnails, so the page still
 shows them when the data folder moves. :func:`evaluation_page` shows the
@@ -22,7 +22,7 @@ from tastemaker.reporting.values import format_value
 if TYPE_CHECKING:
     from tastemaker.generation.evaluation import GenerationEvaluation
     from tastemaker.generation.keywords import Keywords
-    from tastemaker.generation.pipeline import Candidate, GenerationResult
+    from tastemaker.generation.result import Candidate, GenerationResult
 
 THUMBNAIL = (96, 144)  # width, height: a poster's 2:3
 SCORES = ("d_p", "d_t", "z")

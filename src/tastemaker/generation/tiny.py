@@ -8,6 +8,8 @@ code paths are the ones real checkpoints take. Their images are noise-like.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
@@ -54,6 +56,19 @@ def _byte_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
             tokens.append(merged)
     vocab = {token: i for i, token in enumerate(dict.fromkeys([*tokens, BOS, EOS]))}
     return vocab, list(ranks)
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Third-party constructors (transformers, diffusers) draw their random initial weights
+    from torch's global CPU generator and take none of their own; inside this block that
+    generator is seeded, and on leaving its state is restored, so the caller's RNG stream
+    is the same as if nothing had been built."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def tiny_tokenizer(model_max_length: int = 77) -> Any:
@@ -128,19 +143,18 @@ def tiny_stable_diffusion(seed: int = 0, *, image_size: int = 32, max_length: in
 
     ``seed`` fixes the random weights, so two calls give the same pipeline.
     """
-    import torch
     from diffusers import StableDiffusionPipeline
 
     tokenizer = tiny_tokenizer(max_length)
-    torch.manual_seed(seed)
-    pipeline = StableDiffusionPipeline(
-        text_encoder=_text_encoder(tokenizer, max_length),
-        tokenizer=tokenizer,
-        **_unet_vae_scheduler(image_size, 32),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    with _seeded(seed):
+        pipeline = StableDiffusionPipeline(
+            text_encoder=_text_encoder(tokenizer, max_length),
+            tokenizer=tokenizer,
+            **_unet_vae_scheduler(image_size, 32),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -149,25 +163,24 @@ def tiny_stable_diffusion_xl(seed: int = 0, *, image_size: int = 32) -> Any:
     """A random ``StableDiffusionXLPipeline``: two text encoders (their penultimate states
     concatenated, width 64), the second's pooled projection and the image size as extra
     UNet conditions, as in SDXL."""
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     tokenizer = tiny_tokenizer()
-    torch.manual_seed(seed)
-    pipeline = StableDiffusionXLPipeline(
-        text_encoder=_text_encoder(tokenizer, 77),
-        text_encoder_2=_text_encoder(tokenizer, 77, projection=True),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        **_unet_vae_scheduler(
-            image_size,
-            64,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=6 * 8 + 32,
-        ),
-        add_watermarker=False,
-    )
+    with _seeded(seed):
+        pipeline = StableDiffusionXLPipeline(
+            text_encoder=_text_encoder(tokenizer, 77),
+            text_encoder_2=_text_encoder(tokenizer, 77, projection=True),
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            **_unet_vae_scheduler(
+                image_size,
+                64,
+                addition_embed_type="text_time",
+                addition_time_embed_dim=8,
+                projection_class_embeddings_input_dim=6 * 8 + 32,
+            ),
+            add_watermarker=False,
+        )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -178,11 +191,9 @@ def tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
     The tokenizer is :func:`tiny_tokenizer` (byte-level BPE with start/end tokens),
     which a causal LM reads as well as CLIP does.
     """
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = tiny_tokenizer(model_max_length=512)
-    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -195,4 +206,6 @@ def tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return LlamaForCausalLM(config).eval(), tokenizer
+    with _seeded(seed):
+        model = LlamaForCausalLM(config)
+    return model.eval(), tokenizer

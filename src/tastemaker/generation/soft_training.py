@@ -1,0 +1,343 @@
+"""Training soft preference tokens by the diffusion loss (PMG section 3.3).
+
+The pipeline only uses trained tokens (as in diffusers, pipelines do not train).
+Here users' liked items become training examples (:func:`soft_examples`) and
+:class:`SoftPreferenceTrainer` fits the
+:class:`~tastemaker.generation.soft_prompt.SoftPreferenceModel` on them;
+:func:`train_soft_tokens` does both with a pipeline's own parts
+(:class:`~tastemaker.generation.components.PipelineComponents`), which then use
+the trained tokens.
+
+The loss: encode a liked item's image with the VAE, add noise at a random
+timestep, and let the UNet, conditioned on ``[soft tokens ; encoded prompt]``,
+predict it; the MSE between prediction and target (the noise, or the velocity
+for v-prediction models) is back-propagated through the frozen UNet and LLM into
+the tokens, the prefix and the linear layer, the only parts that train. Noise
+follows the DDPM forward process of the pipeline's own scheduler config,
+whatever its sampler.
+
+Every random draw of step s (batch, latent sample, noise, timesteps) comes from
+a local generator seeded by (seed, s), never torch's global one, so a resumed
+run repeats exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tastemaker.config import validate
+from tastemaker.errors import ConfigError, DataError
+from tastemaker.generation.components import PipelineComponents
+from tastemaker.generation.conditioning import attach_soft_tokens, compose_prompt
+from tastemaker.generation.data import Data, data_parts, item_image
+from tastemaker.generation.history import build_history, describe_item
+from tastemaker.generation.soft_checkpoint import (
+    CHECKPOINT,
+    LOG_FILE,
+    PLOT_FILE,
+    STATE_FILE,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from tastemaker.generation.soft_prompt import SoftPreferenceModel, SoftPromptConfig, image_tensor
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from tastemaker.generation.generator import ImageGenerator, PromptEmbeds
+
+_STRIDE = 1_000_003  # random streams: (seed * 3 + stream) * stride + n, distinct for n < stride
+STEPS, SHUFFLES, EVALUATION = range(3)
+
+
+@dataclass(frozen=True)
+class SoftPromptExample:
+    """One training image: the user's serialized history, an item they liked, its text."""
+
+    history: str
+    image: Image
+    prompt: str = ""
+
+
+@dataclass
+class SoftPromptRun:
+    """What :meth:`SoftPreferenceTrainer.train` did and wrote."""
+
+    losses: list[float]
+    first_step: int
+    last_step: int
+    checkpoint: Path
+    log: Path
+    plot: Path
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Examples turned into tensors once: LLM inputs, latent distributions, prompts."""
+
+    history_ids: list[list[int]]
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+    prompts: PromptEmbeds
+    data_hash: str
+
+
+def _rng(seed: int, stream: int, n: int) -> torch.Generator:
+    """The CPU generator for draw ``n`` of ``stream`` (steps, epoch shuffles, evaluation)."""
+    return torch.Generator("cpu").manual_seed((seed * 3 + stream) * _STRIDE + n)
+
+
+class SoftPreferenceTrainer(SoftPreferenceModel):
+    """Trains soft preference tokens for a generator (the model's encoder only)."""
+
+    def __init__(
+        self,
+        llm: Any,
+        tokenizer: Any,
+        generator: ImageGenerator,
+        config: SoftPromptConfig | None = None,
+        **params: Any,
+    ) -> None:
+        from diffusers import DDPMScheduler
+
+        super().__init__(llm, tokenizer, generator, config, **params)
+        self.noise_scheduler = DDPMScheduler.from_config(generator.pipeline.scheduler.config)
+
+    @torch.no_grad()
+    def _prepare(self, examples: Sequence[SoftPromptExample]) -> _Prepared:
+        from PIL.Image import Image as PILImage
+
+        if not examples:
+            raise DataError("no training examples", "pass images of items the user liked")
+        budget = self.generator.max_length - 2 - self.config.num_tokens
+        digest = hashlib.sha256()
+        for i, example in enumerate(examples):
+            if not isinstance(example.image, PILImage):
+                raise DataError(
+                    f"example {i} has a {type(example.image).__name__} as its image",
+                    "load each image with PIL.Image.open(path)",
+                )
+            if not example.history.strip():
+                raise DataError(f"example {i} has an empty history", "serialize the history")
+            if (n := self.generator.count_tokens(example.prompt)) > budget:
+                raise DataError(
+                    f"example {i}'s prompt has {n} tokens, over the {budget} that fit "
+                    f"beside {self.config.num_tokens} soft tokens",
+                    "shorten it, e.g. with conditioning.compose_prompt(budget=...)",
+                )
+            digest.update(f"{example.history}\0{example.prompt}\0".encode())
+        pipeline = self.generator.pipeline
+        pixels = image_tensor([e.image for e in examples], *self.generator.resolution)
+        digest.update(pixels.numpy().tobytes())
+        means, stds = [], []
+        for start in range(0, len(examples), self.config.batch_size):
+            chunk = pixels[start : start + self.config.batch_size]
+            dist = pipeline.vae.encode(chunk.to(pipeline.device, pipeline.vae.dtype)).latent_dist
+            means.append(dist.mean.float())
+            stds.append(dist.std.float())
+        return _Prepared(
+            history_ids=[self._history_ids(e.history) for e in examples],
+            latent_mean=torch.cat(means),
+            latent_std=torch.cat(stds),
+            prompts=self.generator.encode([e.prompt for e in examples]),
+            data_hash=digest.hexdigest(),
+        )
+
+    # --- the loss -----------------------------------------------------------------------
+
+    def _loss(self, data: _Prepared, index: list[int], rng: torch.Generator) -> torch.Tensor:
+        """Diffusion noise-prediction MSE of the examples at ``index``, draws from ``rng``."""
+        pipeline = self.generator.pipeline
+        unet, device, scheduler = pipeline.unet, pipeline.device, self.noise_scheduler
+        ids, mask = self._llm_batch([data.history_ids[i] for i in index])
+        soft = self.encoder(self.llm, ids, mask)
+        prompts = data.prompts.rows(index)
+        condition = attach_soft_tokens(prompts.embeds, soft.to(device))
+        mean, std = data.latent_mean[index], data.latent_std[index]
+        sample = torch.randn(mean.shape, generator=rng).to(device)
+        latents = (mean + std * sample) * pipeline.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=rng).to(device)
+        steps = scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (len(index),), generator=rng).to(device)
+        noisy = scheduler.add_noise(latents, noise, t)
+        extra = {}
+        if unet.config.get("addition_embed_type") == "text_time":  # SDXL: pooled text + sizes
+            h, w = self.generator.resolution
+            time_ids = torch.tensor([[h, w, 0, 0, h, w]] * len(index), device=device)
+            extra["added_cond_kwargs"] = {"text_embeds": prompts.pooled, "time_ids": time_ids}
+        pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=condition, **extra).sample
+        kind = scheduler.config.prediction_type
+        if kind == "epsilon":
+            target = noise
+        elif kind == "v_prediction":
+            target = scheduler.get_velocity(latents, noise, t)
+        elif kind == "sample":
+            target = latents
+        else:
+            raise ConfigError(f"unknown prediction type '{kind}'", "use an SD 1.x/2.x/XL model")
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+    def _batch(self, step: int, n: int) -> list[int]:
+        """Examples of ``step`` (1-based): consecutive slices of per-epoch seeded shuffles."""
+        size = self.config.batch_size
+        index = []
+        for position in range((step - 1) * size, step * size):
+            epoch, offset = divmod(position, n)
+            order = torch.randperm(n, generator=_rng(self.config.seed, SHUFFLES, epoch))
+            index.append(int(order[offset]))
+        return index
+
+    @torch.no_grad()
+    def evaluate(self, examples: Sequence[SoftPromptExample], seed: int = 0) -> float:
+        """Mean diffusion loss over ``examples`` with draws fixed by ``seed``.
+
+        Two calls with the same seed see the same noise and timesteps, so the
+        difference between them is due to the trained parameters alone.
+        """
+        data = self._prepare(examples)
+        total = 0.0
+        for start in range(0, len(examples), self.config.batch_size):
+            index = list(range(start, min(start + self.config.batch_size, len(examples))))
+            rng = _rng(seed, EVALUATION, start)
+            total += float(self._loss(data, index, rng)) * len(index)
+        return total / len(examples)
+
+    # --- training -----------------------------------------------------------------------
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.encoder.parameters(),
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
+        )
+
+    def train(
+        self,
+        examples: Sequence[SoftPromptExample],
+        out_dir: Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> SoftPromptRun:
+        """Train up to ``config.steps`` steps; write checkpoints, the loss log and plot.
+
+        With ``resume=True`` training continues from ``out_dir``'s checkpoint (its step,
+        parameters and optimizer state) when there is one, and starts fresh otherwise.
+        """
+        from tqdm.auto import tqdm
+
+        out_dir = Path(out_dir)
+        data = self._prepare(examples)
+        optimizer = self._optimizer()
+        losses: list[float] = []
+        if resume and (out_dir / CHECKPOINT / STATE_FILE).is_file():
+            folder = out_dir / CHECKPOINT
+            losses = restore_checkpoint(
+                folder, self.encoder, self.config, data.data_hash, optimizer
+            )
+        first = len(losses) + 1
+        self.encoder.train()
+        bar = tqdm(
+            range(first, self.config.steps + 1),
+            initial=first - 1,
+            total=self.config.steps,
+            desc="soft prompt",
+            unit="step",
+            disable=None if progress else True,
+        )
+        for step in bar:
+            rng = _rng(self.config.seed, STEPS, step)
+            loss = self._loss(data, self._batch(step, len(examples)), rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if step % self.config.checkpoint_every == 0 and step < self.config.steps:
+                save_checkpoint(
+                    out_dir, self.encoder, self.config, losses, data.data_hash, optimizer
+                )
+        bar.close()
+        self.encoder.eval()
+        save_checkpoint(out_dir, self.encoder, self.config, losses, data.data_hash, optimizer)
+        return SoftPromptRun(
+            losses=losses,
+            first_step=first,
+            last_step=len(losses),
+            checkpoint=out_dir / CHECKPOINT,
+            log=out_dir / LOG_FILE,
+            plot=out_dir / PLOT_FILE,
+        )
+
+
+def soft_examples(
+    components: PipelineComponents, data: Data, users: Sequence[object], *, num_tokens: int = 4
+) -> list[SoftPromptExample]:
+    """Training examples of soft tokens: each user's history with every liked item's image,
+    and that item's title and attributes as the prompt beside the ``num_tokens`` soft
+    tokens (composed as the pipeline composes item keywords, so it fits the encoder)."""
+    from PIL import Image as PILImage
+
+    catalog, interactions = data_parts(data)
+    generator = components.require_generator("soft tokens")
+    config = components.config
+    budget = generator.max_length - 2 - num_tokens
+    item_only = config.condition.model_copy(update={"weights": (0.0, 1.0)})
+    examples = []
+    for user in users:
+        history = build_history(catalog, interactions, user, config.history)
+        for item_id in history.item_ids:
+            path = item_image(catalog, item_id)
+            if path is None:
+                continue
+            item = describe_item(catalog, item_id, config.history)
+            words = [item.title, *(v for values in item.attributes.values() for v in values)]
+            prompt = compose_prompt(
+                [], words, item_only, budget=budget, count_tokens=generator.count_tokens
+            ).prompt
+            with PILImage.open(path) as image:
+                examples.append(SoftPromptExample(history.text, image.convert("RGB"), prompt))
+    if not examples:
+        raise DataError(
+            "none of these users' liked items has an image",
+            "load the data with images (e.g. --posters) or choose other users",
+        )
+    return examples
+
+
+def train_soft_tokens(
+    components: PipelineComponents,
+    data: Data,
+    users: Sequence[object],
+    out_dir: Path | str,
+    config: SoftPromptConfig | dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> SoftPromptRun:
+    """Train soft preference tokens on ``users``' liked images for ``components``' generator
+    and LLM; the components then use them (their ``soft.checkpoint`` becomes ``out_dir``)."""
+    if not isinstance(config, SoftPromptConfig):
+        config = validate(SoftPromptConfig, dict(config or {}), where="soft prompt")
+    examples = soft_examples(components, data, users, num_tokens=config.num_tokens)
+    tokenizer, model = components.soft_llm()
+    generator = components.require_generator("soft")
+    trainer = SoftPreferenceTrainer(model, tokenizer, generator, config)
+    run = trainer.train(examples, Path(out_dir), resume=resume, progress=progress)
+    components.use_soft_tokens(trainer, out_dir)
+    return run
+
+
+__all__ = [
+    "SoftPreferenceTrainer",
+    "SoftPromptExample",
+    "SoftPromptRun",
+    "soft_examples",
+    "train_soft_tokens",
+]
