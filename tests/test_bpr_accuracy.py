@@ -21,7 +21,11 @@ def test_bpr_reaches_recbole_level_on_ml100k() -> None:
     split = random_ratio(load_atomic(shared_data("ml-100k")), ratios=(0.8, 0.1, 0.1), seed=42)
     # The protocol itself: all 100,000 ratings, RecBole's floor rounding of 8:1:1 per user.
     assert split.counts() == {
-        "users": 943, "items": 1682, "train": 80_808, "valid": 9_596, "test": 9_596
+        "users": 943,
+        "items": 1682,
+        "train": 80_808,
+        "valid": 9_596,
+        "test": 9_596,
     }
     model = BPR().fit(split.train, split.valid)
     test = evaluate(model, split.test, exclude=[split.train, split.valid], ks=(10,))

@@ -95,9 +95,7 @@ def test_itemknn_cosine_by_hand(toy: Dataset) -> None:
     assert ItemKNN().fit(toy.interactions).score(["u2"], items=["i1"])[0, 0] == pytest.approx(1)
 
 
-def test_itemknn_chunks_match_one_block(
-    toy: Dataset, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_itemknn_chunks_match_one_block(toy: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     from tastemaker.models import itemknn
 
     whole = ItemKNN(k=3).fit(toy.interactions).similarity.toarray()

@@ -191,9 +191,7 @@ def test_outputs_are_causal(cls: type[SequentialRecommender], toy: Dataset) -> N
 def test_sasrec_scoring_path_equals_the_full_forward_pass(toy: Dataset) -> None:
     """Scoring runs the last layer for the last position only, in chunks of users: it must
     give the states of the plain forward pass, for every history length."""
-    model = SASRec(max_len=6, epochs=1, n_layers=2, hidden_size=32, n_heads=2).fit(
-        toy.interactions
-    )
+    model = SASRec(max_len=6, epochs=1, n_layers=2, hidden_size=32, n_heads=2).fit(toy.interactions)
     assert model.network is not None
     model.network.eval()
     generator = torch.Generator().manual_seed(0)

@@ -158,8 +158,7 @@ def ml_csv_folder(root: Path, ratings: str | None = None, movies: str | None = N
     folder = root / "ml-tiny"
     write(
         folder / "ratings.csv",
-        ratings
-        or "userId,movieId,rating,timestamp\n1,10,4.5,100\n1,20,3.0,200\n2,10,5.0,300\n",
+        ratings or "userId,movieId,rating,timestamp\n1,10,4.5,100\n1,20,3.0,200\n2,10,5.0,300\n",
     )
     write(
         folder / "movies.csv",

@@ -54,9 +54,7 @@ def build(folder: Path, out: Path = BUNDLE_DIR) -> dict[str, int]:
     }
     with atomic_path(out, directory=True) as tmp:
         for table, frame in frames.items():
-            frame.write_parquet(
-                tmp / f"{table}.parquet", compression="zstd", compression_level=22
-            )
+            frame.write_parquet(tmp / f"{table}.parquet", compression="zstd", compression_level=22)
         write_text(tmp / SOURCE_JSON, json.dumps(meta, indent=2) + "\n")
         write_bytes(tmp / "README.txt", (folder / "README.txt").read_bytes())
         write_text(tmp / "SOURCE.md", SOURCE_MD)

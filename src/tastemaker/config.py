@@ -58,7 +58,6 @@ def expand_path(value: Any, info: ValidationInfo) -> Any:
     return Path(expanded)
 
 
-
 class DataConfig(_Config):
     """Which data set, and how to clean it."""
 

@@ -116,9 +116,7 @@ class Split:
         for name, frame in frames.items():
             _check_items_known(catalog, frame, name)
         users = Vocab(
-            pl.concat([f.select(USER_ID) for f in frames.values()])[USER_ID]
-            .unique()
-            .sort(),
+            pl.concat([f.select(USER_ID) for f in frames.values()])[USER_ID].unique().sort(),
             kind="user",
         )
         self.catalog = catalog

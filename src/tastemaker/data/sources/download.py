@@ -104,9 +104,7 @@ def _check(path: Path, url: str, expected: dict[str, str | None]) -> None:
             )
 
 
-def download(
-    url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None
-) -> Path:
+def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None) -> Path:
     """Download ``url`` to ``dest`` with a progress bar and verify its checksum.
 
     An existing ``dest`` that matches the checksum (or any existing one when
