@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import polars as pl
 import pytest
 
 from tastemaker import Catalog, Dataset, Interactions
-from tastemaker.atomic import OUTPUT_MARKER, atomic_path, write_text
+from tastemaker.atomic import OUTPUT_MARKER, atomic_path, output_lock, write_text
 from tastemaker.data.manifest import Manifest
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError, OutputError
@@ -194,3 +196,37 @@ def test_unwritable_parent_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot create output folder"):
         write_text(tmp_path / "file" / "sub" / "a.txt", "x")
+
+
+def test_a_second_writer_of_one_output_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Another live process holds the lock: refused at once, its lock left alone."""
+    target = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],  # alive until we close stdin
+        stdin=subprocess.PIPE,
+    )
+    try:
+        (tmp_path / ".run.lock").write_text(str(holder.pid))
+        busy = f"process {holder.pid} is writing"
+        with pytest.raises(OutputError, match=busy), output_lock(target):
+            pytest.fail("the body must not run")
+        with pytest.raises(OutputError, match="is writing"), atomic_path(target, directory=True):
+            pytest.fail("the body must not run")
+        assert (tmp_path / ".run.lock").read_text() == str(holder.pid)
+    finally:
+        holder.communicate(b"")
+    assert not target.exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_and_nested_holds_share_it(tmp_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    lock = tmp_path / ".run.lock"
+    lock.write_text(finished.stdout.strip())
+    with output_lock(tmp_path / "run"):
+        assert lock.read_text() == str(os.getpid())
+        with atomic_path(tmp_path / "run", directory=True) as tmp:
+            write_text(tmp / "model.json", "{}")
+        assert lock.exists()
+    assert not lock.exists()
+    assert (tmp_path / "run" / "model.json").exists()

@@ -25,6 +25,8 @@ os.umask(_UMASK)
 OUTPUT_MARKER = ".tastemaker-output.json"
 """The file in every folder tastemaker writes whole: the names of the entries it wrote."""
 
+_HELD: dict[Path, int] = {}  # output locks this process holds, and how deeply nested
+
 
 def ensure_writable_dir(path: Path) -> Path:
     """Create ``path`` (and parents) or raise a clear :class:`OutputError`."""
@@ -118,6 +120,82 @@ def _record(path: Path) -> None:
     os.replace(tmp, marker)
 
 
+def _absolute(path: Path | str) -> Path:
+    """Absolute and normalised, so "." and "x/.." get a real name."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _lock_owner(lock: Path) -> int | None:
+    """The process ID written in ``lock``, or None when it cannot be read as one."""
+    try:
+        return int(lock.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def _acquire(lock: Path, path: Path) -> None:
+    """Create ``lock`` holding this process's ID; a lock left by a dead process is taken."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is None or _running(owner):
+                who = f"process {owner}" if owner is not None else "another process"
+                raise OutputError(
+                    f"{who} is writing {path} (lock file {lock.name})",
+                    "wait for it to finish or choose another --out folder; delete the lock "
+                    "file only if no tastemaker run is using that folder",
+                ) from None
+            lock.unlink(missing_ok=True)  # its writer died without cleaning up
+            continue
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write in {lock.parent} ({exc.strerror})",
+                "choose a folder you can write to, e.g. --out ./runs/my-run",
+            ) from exc
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(str(os.getpid()))
+        return
+    raise OutputError(
+        f"could not take the lock {lock} (another process keeps taking it)",
+        "wait for the other tastemaker run to finish",
+    )
+
+
+@contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold the writer lock of the output ``path`` (``.<name>.lock`` beside it) meanwhile.
+
+    A command takes it for its whole run, so a second run writing the same folder is
+    refused at once instead of silently winning last; nested holds in one process
+    (the command, then :func:`atomic_path` saving into it) share the one lock.
+    """
+    path = _absolute(path)
+    lock = path.parent / f".{path.name}.lock"
+    if lock not in _HELD:
+        ensure_writable_dir(path.parent)
+        _acquire(lock, path)
+    _HELD[lock] = _HELD.get(lock, 0) + 1
+    try:
+        yield
+    finally:
+        _HELD[lock] -= 1
+        if not _HELD[lock]:
+            del _HELD[lock]
+            lock.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place on success.
@@ -128,9 +206,18 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     holds anything else is an :class:`OutputError` before any work, and again at the
     end if something else appeared there meanwhile.
     """
-    path = Path(os.path.abspath(Path(path).expanduser()))  # "." and "x/.." get a real name
-    if directory:
-        _check_replaceable(path)
+    path = _absolute(path)
+    with contextlib.ExitStack() as stack:
+        if directory:
+            _check_replaceable(path)
+            stack.enter_context(output_lock(path))
+        with _replacing(path, directory) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, directory: bool) -> Iterator[Path]:
+    """:func:`atomic_path`'s work: the temporary sibling, then the swap."""
     parent = ensure_writable_dir(path.parent)
     tmp = _temporary(parent, f".{path.name}.tmp-", directory)
     try:
