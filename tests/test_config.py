@@ -15,6 +15,7 @@ from tastemaker.config import (
     section,
 )
 from tastemaker.errors import ConfigError
+from tastemaker.generation.scenario import PRESETS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -59,6 +60,8 @@ def test_config_classes_raise_config_errors_for_python_callers() -> None:
 
 
 def test_shipped_configs_point_at_no_developer_folder() -> None:
-    for path in sorted(CONFIGS.glob("*.toml")):
+    shipped = sorted([*CONFIGS.glob("*.toml"), *PRESETS.glob("*.toml")])
+    assert len(shipped) >= 4
+    for path in shipped:
         text = path.read_text(encoding="utf-8")
         assert "../shared" not in text, path.name

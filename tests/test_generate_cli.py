@@ -12,7 +12,7 @@ from tastemaker.data.splits import make_split
 
 from .test_cli import assert_user_error, run
 from .test_encoders import tiny_clip  # noqa: F401 - fixture
-from .test_pipeline import CONFIGS, movie_dataset, tiny_llm  # noqa: F401 - fixture
+from .test_pipeline import movie_dataset, tiny_llm  # noqa: F401 - fixture
 
 # Statistical keywords without sentence embeddings (MMR off): fast and offline.
 FAST = """
@@ -62,7 +62,7 @@ def test_generate_writes_images_and_the_page(saved, tiny_clip: Path, tmp_path: P
 def test_generate_follows_the_scenario_file_and_flags_win(saved, tmp_path: Path) -> None:
     out = tmp_path / "scenario"
     code, output = run(
-        "generate", "--config", CONFIGS / "generation-movies.toml", "--data", saved["split"],
+        "generate", "--config", "movies", "--data", saved["split"],
         "--user", "u2", "--item", "m5", "--generator", "none", "--llm", "statistical",
         "--scorer", "none", "--weights", "2:1", "--out", out,
     )  # fmt: skip
@@ -78,7 +78,7 @@ def test_generate_follows_the_scenario_file_and_flags_win(saved, tmp_path: Path)
     assert not (out / "candidates").exists()
     # Another generator draws at its own size: tiny's 32 pixels, whatever the file says.
     code, output = run(
-        "generate", "--config", CONFIGS / "generation-movies.toml", "--data", saved["split"],
+        "generate", "--config", "movies", "--data", saved["split"],
         "--user", "u2", "--item", "m5", "--generator", "tiny", "--steps", "2", "--llm",
         "statistical", "--scorer", "none", "--weights", "1:1", "--candidates", "1",
         "--out", out,

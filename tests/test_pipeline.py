@@ -29,7 +29,13 @@ from tastemaker.generation.data import conversation_attributes
 from tastemaker.generation.demo import demo_generation
 from tastemaker.generation.keywords import KeywordExtractionError
 from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
-from tastemaker.generation.scenario import METHODS, PipelineConfig, load_scenario
+from tastemaker.generation.scenario import (
+    METHODS,
+    PipelineConfig,
+    available_scenarios,
+    load_scenario,
+    scenario_path,
+)
 from tastemaker.generation.scorers import ScorerConfig
 from tastemaker.generation.soft_training import (
     SoftPreferenceTrainer,
@@ -41,7 +47,6 @@ from tastemaker.llm.base import LLM, ChatMessage, LLMConfig, Reply
 
 from .test_encoders import tiny_clip  # noqa: F401 - fixture
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 MOVIES = {  # id: (title, genres, tags)
     "m0": ("Space Odyssey (1968)", ["Sci-Fi", "Adventure"], ["space", "astronaut"]),
@@ -195,9 +200,20 @@ def test_config_domains_weights_and_scorer_specs() -> None:
         ScorerConfig(kind="aligned")
 
 
+def test_a_scenario_is_a_preset_name_or_a_file(tmp_path: Path) -> None:
+    assert available_scenarios() == ["movies", "products", "stickers"]
+    copy = tmp_path / "mine.toml"
+    copy.write_text(scenario_path("movies").read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_scenario(copy) == load_scenario("movies")
+    with pytest.raises(ConfigError, match="preset: movies, products, stickers"):
+        load_scenario("cartoons")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_scenario(tmp_path / "movies")  # a path is never read as a preset name
+
+
 @pytest.mark.parametrize("name", ["movies", "products", "stickers"])
 def test_scenario_files_load(name: str) -> None:
-    scenario = load_scenario(CONFIGS / f"generation-{name}.toml")
+    scenario = load_scenario(name)  # a preset, found from any folder
     domains = {"movies": "movies", "products": "products", "stickers": "conversation"}
     assert scenario.pipeline.domain == name
     assert scenario.pipeline.history.domain == domains[name]
@@ -472,7 +488,7 @@ def test_products_scenario_generates_the_missing_image(
 ) -> None:
     products = product_dataset(tmp_path / "images")
     scenario = load_scenario(
-        CONFIGS / "generation-products.toml",
+        "products",
         overrides={
             "keywords": {"extractor": "statistical", "statistical": {"mmr_lambda": 1.0}},
             "generator": {"model": "tiny", "num_inference_steps": 2, "num_images": 1},
@@ -499,7 +515,7 @@ def test_products_scenario_generates_the_missing_image(
 def test_stickers_scenario_answers_a_conversation(tmp_path: Path) -> None:
     stickers = sticker_dataset()
     scenario = load_scenario(
-        CONFIGS / "generation-stickers.toml",
+        "stickers",
         overrides={
             "keywords": {"extractor": "statistical", "statistical": {"mmr_lambda": 1.0}},
             "generator": {"model": "tiny", "num_inference_steps": 2, "num_images": 1},

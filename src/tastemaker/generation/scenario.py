@@ -2,9 +2,10 @@
 
 :class:`PipelineConfig` gathers the configs of PMG's stages (history, LLM,
 keywords, soft tokens, condition, the grid of weights, generator, scorer);
-:func:`load_scenario` reads one from a TOML scenario file
-(``configs/generation-*.toml``) with an optional ``[data]`` table, so a run is a
-file that can be reviewed and repeated.
+:func:`load_scenario` reads one from a TOML scenario file with an optional
+``[data]`` table, so a run is a file that can be reviewed and repeated. The
+scenarios shipped with the package (``scenarios/*.toml``: movies, products,
+stickers) are presets named by their stem, found from any folder.
 """
 
 from __future__ import annotations
@@ -113,12 +114,36 @@ class Scenario:
     data: DataConfig | None
 
 
+PRESETS = Path(__file__).with_name("scenarios")
+
+
+def available_scenarios() -> list[str]:
+    """The names of the shipped scenario presets (``movies``, ...)."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def scenario_path(name_or_path: Path | str) -> Path:
+    """A scenario file: a path as given (its problems are reported when it is read), or
+    for a bare name such as ``movies`` that is no file here, the preset of that name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    preset = PRESETS / f"{path.name}.toml"
+    if preset.is_file():
+        return preset
+    raise ConfigError(
+        f"'{name_or_path}' is neither a scenario file nor a preset",
+        f"give a TOML file that exists, or a preset: {', '.join(available_scenarios())}",
+    )
+
+
 def load_scenario(path: Path | str, overrides: dict[str, Any] | None = None) -> Scenario:
-    """A TOML scenario (``configs/generation-*.toml``): pipeline tables plus an optional [data].
+    """A TOML scenario (a file, or a preset name): pipeline tables plus an optional [data].
 
     ``overrides`` are pipeline fields (whole tables) that replace the file's.
     """
-    tables = read_toml(Path(path), known=[*PipelineConfig.model_fields, "data"])
+    path = scenario_path(path)
+    tables = read_toml(path, known=[*PipelineConfig.model_fields, "data"])
     data = tables.pop("data", None)
     pipeline = validate(PipelineConfig, {**tables, **(overrides or {})}, where=str(path))
     data_cfg = None if data is None else validate(DataConfig, data, where=f"{path} [data]")
@@ -133,5 +158,7 @@ __all__ = [
     "PipelineConfig",
     "Scenario",
     "SoftTokensConfig",
+    "available_scenarios",
     "load_scenario",
+    "scenario_path",
 ]
