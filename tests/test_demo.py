@@ -8,13 +8,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from tastemaker import experiment
 from tastemaker.config import ModelSpec
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Split
 from tastemaker.data.sources import load_bundled
 from tastemaker.demo import DEMO_MODELS, run_demo
 from tastemaker.encoders.base import ItemEmbeddings
+from tastemaker.errors import OutputError
 from tastemaker.evaluation.cold_start import chance_recall
 
 
@@ -87,3 +90,19 @@ def test_demo_writes_a_consistent_report(tmp_path: Path) -> None:
     assert gen["image"] is None and Path(gen["page"]).is_file()
     saved = json.loads((out / "generation" / "result.json").read_text())
     assert saved["user_id"] == gen["user_id"] and saved["item_id"] == gen["item_id"]
+
+
+def test_demo_refuses_a_folder_with_the_users_files_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        pytest.fail("the demo started working on a folder it must not replace")
+
+    monkeypatch.setattr(experiment, "prepare", no_work)
+    with pytest.raises(OutputError, match=r"notes\.txt"):
+        run_demo(out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

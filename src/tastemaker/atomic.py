@@ -64,7 +64,7 @@ def _foreign_entries(folder: Path) -> list[str]:
     return [name for name in present if name not in written]
 
 
-def _check_replaceable(path: Path) -> None:
+def check_replaceable(path: Path) -> None:
     """Raise :class:`OutputError` unless ``path`` is absent, empty or a tastemaker output."""
     if not path.exists():
         return
@@ -209,7 +209,7 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     path = _absolute(path)
     with contextlib.ExitStack() as stack:
         if directory:
-            _check_replaceable(path)
+            check_replaceable(path)
             stack.enter_context(output_lock(path))
         with _replacing(path, directory) as tmp:
             yield tmp
@@ -225,7 +225,7 @@ def _replacing(path: Path, directory: bool) -> Iterator[Path]:
         if directory:
             entries = sorted(entry.name for entry in tmp.iterdir())
             (tmp / OUTPUT_MARKER).write_text(json.dumps(entries), encoding="utf-8")
-            _check_replaceable(path)
+            check_replaceable(path)
         if directory and path.is_dir():
             old = _temporary(parent, f".{path.name}.old-", directory=True)
             os.replace(path, old / "previous")

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from tastemaker import experiment
-from tastemaker.atomic import atomic_path, ensure_writable_dir, write_bytes, write_text
+from tastemaker.atomic import (
+    atomic_path,
+    check_replaceable,
+    ensure_writable_dir,
+    output_lock,
+    write_bytes,
+    write_text,
+)
 from tastemaker.config import DataConfig, EvalConfig, FeaturesConfig, ModelSpec, SplitConfig
 from tastemaker.data.dataset import Split
 from tastemaker.encoders.base import ItemEmbeddings
@@ -67,47 +74,50 @@ def run_demo(
     """
     out = Path(out)
     ensure_writable_dir(out.parent)
-    data_split = experiment.prepare(data or DataConfig(), split or SplitConfig())
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in models or DEMO_MODELS]
-    fitted = {spec.name: _train(data_split, spec, features) for spec in specs}
-    eval_cfg = EvalConfig()
-    reports = [experiment.evaluate(m, data_split, "test", eval_cfg) for m in fitted.values()]
-    cold = [cold_start_report(m, data_split, "test", COLD_CFG) for m in fitted.values()]
-    samples = _samples(data_split, fitted, n_users, k)
+    check_replaceable(out)  # a folder holding the user's files: refused before any work
+    with output_lock(out):  # and no second run writes the same folder meanwhile
+        data_split = experiment.prepare(data or DataConfig(), split or SplitConfig())
+        names = models or DEMO_MODELS
+        specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in names]
+        fitted = {spec.name: _train(data_split, spec, features) for spec in specs}
+        eval_cfg = EvalConfig()
+        reports = [experiment.evaluate(m, data_split, "test", eval_cfg) for m in fitted.values()]
+        cold = [cold_start_report(m, data_split, "test", COLD_CFG) for m in fitted.values()]
+        samples = _samples(data_split, fitted, n_users, k)
 
-    with atomic_path(out, directory=True) as tmp:
-        data_split.save(tmp / "split")
-        for (name, model), report in zip(fitted.items(), reports, strict=True):
-            model.save(tmp / "models" / name)
-            report.write(tmp / "models" / name / "eval-test")
-        write_text(tmp / "leaderboard.md", leaderboard_markdown(reports, list(SHOWN_METRICS)))
-        write_text(
-            tmp / "leaderboard.json",
-            json.dumps([r.model_dump(mode="json") for r in reports], indent=2) + "\n",
-        )
-        columns = [c for c in COLD_COLUMNS if c in cold[0].metrics]
-        write_text(tmp / "cold_start.md", leaderboard_markdown(cold, columns))
-        write_text(
-            tmp / "cold_start.json",
-            json.dumps([r.model_dump(mode="json") for r in cold], indent=2) + "\n",
-        )
-        charts = {
-            "test metrics": html.metrics_chart(reports, SHOWN_METRICS),
-            "warm and cold items (test)": html.metrics_chart(cold, columns),
-            "training": html.training_chart(
-                {n: m.training_log or [] for n, m in fitted.items()}, "ndcg@10"
-            ),
-        }
-        for name, png in charts.items():
-            if png:
-                write_bytes(tmp / f"{name.replace(' ', '_')}.png", png)
-        page = html.render_report("tastemaker demo", reports, SHOWN_METRICS, charts, samples)
-        write_text(tmp / "report.html", page)
-        # Personalized generation: one user's history → preference keywords → the prompt
-        # (and the image, when a generator is configured).
-        generation = demo_generation(data_split, tmp / "generation")
-    generation = _moved(generation, tmp, out)
-    return DemoResult(data_split, fitted, reports, cold, samples, generation, out)
+        with atomic_path(out, directory=True) as tmp:
+            data_split.save(tmp / "split")
+            for (name, model), report in zip(fitted.items(), reports, strict=True):
+                model.save(tmp / "models" / name)
+                report.write(tmp / "models" / name / "eval-test")
+            write_text(tmp / "leaderboard.md", leaderboard_markdown(reports, list(SHOWN_METRICS)))
+            write_text(
+                tmp / "leaderboard.json",
+                json.dumps([r.model_dump(mode="json") for r in reports], indent=2) + "\n",
+            )
+            columns = [c for c in COLD_COLUMNS if c in cold[0].metrics]
+            write_text(tmp / "cold_start.md", leaderboard_markdown(cold, columns))
+            write_text(
+                tmp / "cold_start.json",
+                json.dumps([r.model_dump(mode="json") for r in cold], indent=2) + "\n",
+            )
+            charts = {
+                "test metrics": html.metrics_chart(reports, SHOWN_METRICS),
+                "warm and cold items (test)": html.metrics_chart(cold, columns),
+                "training": html.training_chart(
+                    {n: m.training_log or [] for n, m in fitted.items()}, "ndcg@10"
+                ),
+            }
+            for name, png in charts.items():
+                if png:
+                    write_bytes(tmp / f"{name.replace(' ', '_')}.png", png)
+            page = html.render_report("tastemaker demo", reports, SHOWN_METRICS, charts, samples)
+            write_text(tmp / "report.html", page)
+            # Personalized generation: one user's history → preference keywords → the prompt
+            # (and the image, when a generator is configured).
+            generation = demo_generation(data_split, tmp / "generation")
+        generation = _moved(generation, tmp, out)
+        return DemoResult(data_split, fitted, reports, cold, samples, generation, out)
 
 
 def _moved(info: dict[str, Any], tmp: Path, out: Path) -> dict[str, Any]:
