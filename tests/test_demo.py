@@ -70,6 +70,9 @@ def test_demo_writes_a_consistent_report(tmp_path: Path) -> None:
 
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "warm and cold items" in page
+    # The warm/cold numbers are a table too, not only a chart; the generation page is linked.
+    assert "<h2>Warm and cold items (test)</h2>" in page and "cold/recall@20</th>" in page
+    assert 'href="generation/index.html"' in page
     for user, lists in result.samples.items():
         assert f"user {user}" in page
         assert len(lists["itemknn"]) == 5 and len(lists["clcrec"]) == 5

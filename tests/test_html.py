@@ -99,6 +99,21 @@ def test_report_page_aligns_numbers_right_and_text_left() -> None:
     assert cells.cell(MISSING)[1] == "num"  # a missing number stays in its number column
 
 
+def test_report_page_marks_test_hits_in_model_lists_and_shows_more_tables() -> None:
+    reports = [_report("ease", {"ndcg@10": 0.125, "cold/recall@20": 0.5})]
+    samples = {"u1": {"liked in training": ["Heat (1995)"], "ease": ["Heat (1995)", "Up (2009)"]}}
+    page = html.render_report(
+        "r", reports, ["ndcg@10"], {}, samples,
+        sections={"Warm and cold items": (reports, ["cold/recall@20"])},
+        held_out={"u1": ["Heat (1995)"]},
+        links={"generation <page>": "generation/index.html"},
+    )  # fmt: skip
+    assert page.count('class="hit"') == 1  # in ease's list, not in the user's own history
+    assert '<li class="hit">Heat (1995)</li>' in page and "<li>Up (2009)</li>" in page
+    assert "<h2>Warm and cold items</h2>" in page and Cells(page).cell("0.5000")[1] == "num"
+    assert '<a href="generation/index.html">generation &lt;page&gt;</a>' in page
+
+
 def test_report_page_needs_a_report() -> None:
     with pytest.raises(DataError, match="no evaluation reports"):
         html.render_report("empty", [], ["ndcg@10"], {}, {})

@@ -111,11 +111,20 @@ def run_demo(
             for name, png in charts.items():
                 if png:
                     write_bytes(tmp / f"{name.replace(' ', '_')}.png", png)
-            page = html.render_report("tastemaker demo", reports, SHOWN_METRICS, charts, samples)
-            write_text(tmp / "report.html", page)
             # Personalized generation: one user's history → preference keywords → the prompt
             # (and the image, when a generator is configured).
             generation = demo_generation(data_split, tmp / "generation")
+            page = html.render_report(
+                "tastemaker demo",
+                reports,
+                SHOWN_METRICS,
+                charts,
+                samples,
+                sections={"Warm and cold items (test)": (cold, columns)},
+                held_out=_test_titles(data_split, samples),
+                links=_generation_link(generation, tmp),
+            )
+            write_text(tmp / "report.html", page)
         generation = _moved(generation, tmp, out)
         return DemoResult(data_split, fitted, reports, cold, samples, generation, out)
 
@@ -138,6 +147,24 @@ def _train(
         modalities = ["text", "image"] if split.catalog.n_images else ["text"]
         spec = spec.model_copy(update={"params": {**spec.params, "modalities": modalities}})
     return experiment.train(split, spec, features)
+
+
+def _test_titles(split: Split, samples: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The titles each sampled user interacted with in the test part: the page's hits."""
+    test = split.test.frame
+    return {
+        user: split.catalog.titles(test.filter(user_id=user)["item_id"].to_list())
+        for user in samples
+    }
+
+
+def _generation_link(generation: Mapping[str, Any], tmp: Path) -> dict[str, str]:
+    """A link to the generation page, relative to the report, when one was written."""
+    page = Path(generation["page"])
+    if not page.is_file():
+        return {}
+    label = f"personalized generation for user {generation['user_id']}"
+    return {f"{label} and '{generation['item_title']}'": page.relative_to(tmp).as_posix()}
 
 
 def _samples(

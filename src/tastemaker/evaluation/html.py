@@ -7,7 +7,7 @@ never drawn or printed as 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -91,21 +91,33 @@ def render_report(
     metrics: Sequence[str],
     charts: Mapping[str, bytes | None],
     samples: Mapping[str, Mapping[str, Sequence[str]]],
+    *,
+    sections: Mapping[str, tuple[Sequence[EvaluationReport], Sequence[str]]] | None = None,
+    held_out: Mapping[str, Collection[str]] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> str:
-    """A standalone page: leaderboard, charts, and sample recommendations with titles.
+    """A standalone page: leaderboard, more tables, charts, sample recommendations.
 
-    ``samples`` maps a user ID to ``{"history": [...titles], "<model>": [...titles]}``.
+    ``samples`` maps a user ID to ``{"history": [...titles], "<model>": [...titles]}``;
+    a recommended title in ``held_out[user]`` (the user's test items) is marked a hit.
+    ``sections`` are further tables (title → reports and their columns, e.g. warm and
+    cold items); ``links`` are related pages (label → relative address).
     """
     if not reports:
         raise DataError("no evaluation reports for the page", "evaluate at least one model")
+    tables = {"Leaderboard": (reports, metrics), **(sections or {})}
     return render(
         "evaluation_report.html.j2",
         title=title,
         first=reports[0],
-        header=["model", *metrics],
-        rows=[[r.model, *(r.metrics.get(m) for m in metrics)] for r in reports],
+        tables={
+            name: (["model", *cols], [[r.model, *(r.metrics.get(m) for m in cols)] for r in rs])
+            for name, (rs, cols) in tables.items()
+        },
         charts={name: png for name, png in charts.items() if png},
         samples=samples,
+        held_out={user: set(titles) for user, titles in (held_out or {}).items()},
+        links=links or {},
     )
 
 
