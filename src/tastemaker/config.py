@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,9 +18,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from tastemaker.errors import ConfigError
@@ -29,12 +31,17 @@ from tastemaker.errors import ConfigError
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, **values: Any) -> None:
-        """Python callers get the same one-line :class:`ConfigError` as config files."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line(cls, values: Any, handler: ModelWrapValidatorHandler[Any], info: Any) -> Any:
+        """Python callers get the same one-line :class:`ConfigError` as config files; the
+        validation context says where the values came from (see :func:`section`)."""
         try:
-            super().__init__(**values)
+            return handler(values)
         except ValidationError as exc:
-            raise _config_error(type(self), exc, type(self).__name__) from None
+            context = info.context or {}
+            where, flags = context.get("where", cls.__name__), context.get("flags", ())
+            raise _config_error(cls, exc, where, flags) from None
 
 
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -68,8 +75,22 @@ class DataConfig(_Config):
     min_user: int = Field(1, ge=1, description="k-core: minimum interactions per user")
     min_item: int = Field(1, ge=1, description="k-core: minimum interactions per item")
     dedupe: Literal["first", "last", "none"] = "last"
+    drop_invalid: bool = Field(
+        False, description="drop NaN/inf ratings and timestamps (recorded) instead of failing"
+    )
+    sep: str | None = Field(None, description="delimiter of CSV files, e.g. ';' or 'tab'")
 
     _paths = field_validator("path", "posters", mode="before")(expand_path)
+
+    @field_validator("sep", mode="before")
+    @classmethod
+    def _parse_sep(cls, value: Any) -> Any:
+        """One character; ``tab`` and ``\\t`` (as typed in a shell) mean a tab."""
+        if isinstance(value, str) and value.lower() in ("tab", "\\t"):
+            return "\t"
+        if isinstance(value, str) and len(value) != 1:
+            raise ValueError("a separator is one character, e.g. ';' or tab")
+        return value
 
 
 class SplitConfig(_Config):
@@ -136,14 +157,33 @@ SECTIONS: dict[str, type[_Config]] = {
 def validate(cls: type[_Config], values: dict[str, Any], where: str = "config") -> Any:
     """Build ``cls`` from ``values``; a bad value becomes a one-line ConfigError."""
     try:
-        return cls.model_validate(values)
-    except ValidationError as exc:
+        return cls.model_validate(values, context={"where": where})
+    except ValidationError as exc:  # a plain pydantic model, not a _Config
         raise _config_error(cls, exc, where) from exc
 
 
-def _config_error(cls: type[BaseModel], exc: ValidationError, where: str) -> ConfigError:
+#: Fields whose command-line flag is not ``--`` + the field name with dashes.
+FLAGS = {"ks": "-k", "kind": "--split", "name": "--model"}
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag that sets a config field: ``min_user`` → ``--min-user``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _config_error(
+    cls: type[BaseModel], exc: ValidationError, where: str, flags: Collection[str] = ()
+) -> ConfigError:
+    """The first validation error as one line; a field in ``flags`` came from the command
+    line, so it is named by its flag (the user never typed the field's Python name)."""
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "?"
+    if field in flags:
+        flag = flag_name(field)
+        return ConfigError(
+            f"invalid value for {flag}: {err['msg']} (got {err.get('input')!r})",
+            f"pass a valid {flag} (see --help)",
+        )
     return ConfigError(
         f"invalid {where} value for '{field}': {err['msg']} (got {err.get('input')!r})",
         f"fix '{field}' ({cls.__name__} fields: {', '.join(cls.model_fields)})",
@@ -175,7 +215,8 @@ def read_toml(path: Path | None, known: Sequence[str] | None = None) -> dict[str
 
 
 def section(tables: dict[str, Any], name: str, flags: dict[str, Any] | None = None) -> Any:
-    """One config section: the file's table overlaid with the flags actually given."""
-    values = dict(tables.get(name, {}))
-    values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    return validate(SECTIONS[name], values, where=f"[{name}]")
+    """One config section: the file's table overlaid with the flags actually given (keyed
+    by field); a bad flag value is reported under its flag, a bad file value as ``[name]``."""
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    context = {"where": f"[{name}]", "flags": list(given)}
+    return SECTIONS[name].model_validate({**tables.get(name, {}), **given}, context=context)

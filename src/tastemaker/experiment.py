@@ -20,6 +20,7 @@ from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.sources.registry import load_dataset
 from tastemaker.data.splits import make_split
+from tastemaker.data.vocab import id_list
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
@@ -31,7 +32,13 @@ from tastemaker.models.registry import create_model
 
 def prepare(data: DataConfig, split: SplitConfig) -> Split:
     """Load a data set, clean it as configured, and split it."""
-    ds = load_dataset(data.dataset, data.path, posters=data.posters)
+    ds = load_dataset(
+        data.dataset,
+        data.path,
+        posters=data.posters,
+        sep=data.sep,
+        drop_invalid=data.drop_invalid,
+    )
     if data.dedupe != "none":
         ds = filters.deduplicate(ds, data.dedupe)
     if data.threshold is not None:
@@ -121,14 +128,10 @@ def evaluate(
 
 def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 10) -> pl.DataFrame:
     """Top-``k`` items ``users`` never interacted with, with titles (raw IDs in and out)."""
-    if isinstance(users, str):
-        raise ConfigError(
-            f"users={users!r} is one string, not a list of user IDs",
-            f"pass a list, e.g. recommend(model, split, [{users!r}])",
-        )
+    wanted = id_list(users, "users")
     # Everything known about the users: sequential models condition on it, and none of
     # it is recommended back.
     known = Interactions.concat([split.train, split.valid, split.test])
-    recs = model.recommend(list(users), k=k, context=known)
+    recs = model.recommend(wanted, k=k, context=known)
     titles = split.catalog.frame.select("item_id", "title")
     return recs.join(titles, on="item_id", how="left", maintain_order="left")

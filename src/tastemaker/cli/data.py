@@ -8,18 +8,28 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker import config, experiment
 from tastemaker.atomic import ensure_writable_dir
 from tastemaker.cli.common import ConfigOpt, console
-from tastemaker.data.sources.registry import list_datasets
 
 app = typer.Typer(help="Prepare data sets.", no_args_is_help=True)
 
 
 def datasets() -> None:
     """List the known data sets and where each is available locally."""
-    table = Table("name", "description", "local copy")
-    for status in list_datasets():
+    from tastemaker.data.sources.registry import list_datasets
+
+    statuses = list_datasets()
+    if not console.is_terminal:
+        # Piped or redirected: one tab-separated line per data set, so no URL or path is
+        # wrapped or cut at the 80 columns Rich assumes without a terminal.
+        for row in [("name", "description", "local copy")] + [
+            (s.name, s.description, s.location) for s in statuses
+        ]:
+            typer.echo("\t".join(row))
+        return
+    table = Table("name", "description")
+    table.add_column("local copy", overflow="fold")
+    for status in statuses:
         table.add_row(status.name, status.description, status.location)
     console.print(table)
 
@@ -38,12 +48,21 @@ def prepare(
     split: Annotated[str | None, typer.Option(help="loo, ratio, temporal, cold_start.")] = None,
     ratios: Annotated[str | None, typer.Option(help="train:valid:test, e.g. 8:1:1.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of random splits.")] = None,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="Drop NaN/inf ratings and timestamps (recorded), not fail.")
+    ] = False,
+    sep: Annotated[
+        str | None, typer.Option(help="Delimiter of the CSV files, e.g. ';' or tab (default ,).")
+    ] = None,
 ) -> None:
     """Load, clean and split a data set into a folder (Parquet + manifest.json)."""
+    from tastemaker import config, experiment
+
     tables = config.read_toml(config_file)
     data_cfg = config.section(tables, "data", {
         "dataset": dataset, "path": path, "posters": posters, "threshold": threshold,
         "min_user": min_user, "min_item": min_item, "dedupe": dedupe,
+        "drop_invalid": drop_invalid or None, "sep": sep,
     })  # fmt: skip
     split_cfg = config.section(tables, "split", {"kind": split, "ratios": ratios, "seed": seed})
     ensure_writable_dir(out.parent)

@@ -9,11 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker import config, experiment
 from tastemaker.atomic import ensure_writable_dir
 from tastemaker.cli.common import ConfigOpt, console, parse_params
-from tastemaker.data.sources.registry import load_dataset
-from tastemaker.pretrain.alignment import AlignmentConfig, metric_table, train_alignment
 
 app = typer.Typer(help="Multimodal pretraining on a catalog's own content.", no_args_is_help=True)
 
@@ -40,6 +37,10 @@ def align(
     seed: Annotated[int | None, typer.Option(help="Seed of the split and the heads.")] = None,
 ) -> None:
     """Align image and text item features with a symmetric InfoNCE loss (CLIP-style heads)."""
+    from tastemaker import config, experiment
+    from tastemaker.data.sources.registry import load_dataset
+    from tastemaker.pretrain.alignment import AlignmentConfig, metric_table, train_alignment
+
     tables = config.read_toml(config_file)
     data_cfg = config.section(tables, "data", {"dataset": data, "path": path, "posters": posters})
     features_cfg = config.section(tables, "features", {"store": store})
@@ -85,8 +86,9 @@ def unisrec(
         typer.Option(help="Pretraining setting KEY=VALUE (repeatable), e.g. epochs=20."),
     ] = None,
 ) -> None:
-    """Pretrain UniSRec on a data set's sequences (leave-one-out unless [split] says
+    """Pretrain UniSRec on a data set's sequences (leave-one-out unless \\[split] says
     otherwise; early-stopped on validation), for `train --model unisrec --param pretrained=OUT`."""
+    from tastemaker import config, experiment
     from tastemaker.models.base import validate_config
     from tastemaker.pretrain.unisrec import UniSRecPretrainConfig, pretrain_unisrec
 

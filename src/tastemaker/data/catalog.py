@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.vocab import Vocab
+from tastemaker.data.vocab import Vocab, id_list
 from tastemaker.errors import DataError
 
 ITEM_ID = "item_id"
@@ -102,7 +102,7 @@ class Catalog:
 
     def subset(self, item_ids: Sequence[str]) -> Catalog:
         """The catalog restricted to ``item_ids`` (catalog order kept)."""
-        keep = pl.Series(ITEM_ID, list(item_ids), dtype=pl.Utf8)
+        keep = pl.Series(ITEM_ID, id_list(item_ids, "item_ids"), dtype=pl.Utf8)
         return Catalog(self.frame.filter(pl.col(ITEM_ID).is_in(keep.implode())))
 
     def with_images(self, folder: Path, pattern: str = "{item_id}.jpg") -> Catalog:

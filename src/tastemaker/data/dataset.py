@@ -22,6 +22,7 @@ from tastemaker.data.interactions import USER_ID, Interactions, content_hash, no
 from tastemaker.data.manifest import Manifest, SplitInfo
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError
+from tastemaker.reporting.values import plural
 
 PARTS = ("train", "valid", "test")
 
@@ -45,8 +46,8 @@ def _check_items_known(catalog: Catalog, interactions: pl.DataFrame, what: str) 
     if unknown.height:
         ids = unknown[ITEM_ID].unique().head(3).to_list()
         raise DataError(
-            f"{unknown.height} {what} rows refer to items missing from the item table "
-            f"(e.g. {', '.join(ids)})",
+            f"{plural(unknown.height, f'{what} row')} with an item missing from the item "
+            f"table (e.g. {', '.join(ids)})",
             "add those items to the item table or drop their interactions",
         )
 

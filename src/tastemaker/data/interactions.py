@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError
+from tastemaker.reporting.values import plural
 
 USER_ID, ITEM_ID, RATING, TIMESTAMP, TEXT = "user_id", "item_id", "rating", "timestamp", "text"
 COLUMNS = {
@@ -28,8 +29,19 @@ COLUMNS = {
 }
 
 
-def normalise_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Cast ``frame`` to the interaction schema, adding null optional columns."""
+#: The fix for NaN or infinite values, for CLI and Python users alike.
+INVALID_FIX = (
+    "correct or remove those rows, or drop them with --drop-invalid "
+    "(DataConfig(drop_invalid=True) in Python)"
+)
+
+
+def typed_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` cast to the interaction schema, null optional columns added.
+
+    Float timestamps stay floats here, so a NaN among them can be named (casting
+    would fail on it); :func:`normalise_frame` makes them integers once checked.
+    """
     for required in (USER_ID, ITEM_ID):
         if required not in frame.columns:
             raise DataError(
@@ -39,23 +51,56 @@ def normalise_frame(frame: pl.DataFrame) -> pl.DataFrame:
             )
     exprs = []
     for name, dtype in COLUMNS.items():
-        if name in frame.columns:
-            try:
-                exprs.append(pl.col(name).cast(dtype, strict=True))
-            except Exception as exc:  # pragma: no cover - polars raises lazily below
-                raise DataError(f"bad '{name}' column", f"make it {dtype}") from exc
-        else:
+        if name not in frame.columns:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
+        elif name == TIMESTAMP and frame[name].dtype.is_float():
+            exprs.append(pl.col(name).cast(pl.Float64))
+        else:
+            exprs.append(pl.col(name).cast(dtype, strict=True))
     try:
-        out = frame.select(exprs)
+        return frame.select(exprs)
     except pl.exceptions.PolarsError as exc:
         raise DataError(
             f"interaction columns have values of the wrong type ({exc.__class__.__name__})",
             "ratings and timestamps must be numbers",
         ) from exc
+
+
+def invalid_rows(frame: pl.DataFrame) -> pl.Series:
+    """True for each row of a :func:`typed_frame` whose rating or timestamp is NaN or
+    infinite: such a value passes every filter and poisons every mean downstream."""
+    mask = pl.Series("invalid", [False] * frame.height, dtype=pl.Boolean)
+    for name in (RATING, TIMESTAMP):
+        if frame[name].dtype.is_float():
+            mask = mask | (~frame[name].is_finite()).fill_null(False)
+    return mask
+
+
+def without_invalid(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """``frame`` typed, without its NaN or infinite rows, and how many were dropped."""
+    typed = typed_frame(frame)
+    invalid = invalid_rows(typed)
+    return typed.filter(~invalid), int(invalid.sum())
+
+
+def normalise_frame(frame: pl.DataFrame, where: str = "the interaction table") -> pl.DataFrame:
+    """Cast ``frame`` to the interaction schema; a NaN or infinite rating or timestamp, or
+    an empty ID, is a DataError naming the first such row of ``where``."""
+    out = typed_frame(frame)
+    invalid = invalid_rows(out)
+    if invalid.any():
+        row = int(invalid.arg_max() or 0)
+        first = out.row(row, named=True)
+        raise DataError(
+            f"{where} has {plural(int(invalid.sum()), 'interaction')} whose rating or "
+            f"timestamp is NaN or infinite; the first is data row {row + 1} "
+            f"(user {first[USER_ID]!r}, item {first[ITEM_ID]!r}, rating {first[RATING]}, "
+            f"timestamp {first[TIMESTAMP]})",
+            INVALID_FIX,
+        )
     if out[USER_ID].null_count() or out[ITEM_ID].null_count():
         raise DataError("some interactions have an empty user or item ID", "remove those rows")
-    return out
+    return out.with_columns(pl.col(TIMESTAMP).cast(pl.Int64))
 
 
 class Interactions:

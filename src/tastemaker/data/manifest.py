@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from tastemaker.errors import DataError
+from tastemaker.reporting.values import plural
 
 SCHEMA_VERSION = 1
 
@@ -61,7 +62,7 @@ class Manifest(BaseModel):
             ) from exc
         except ValidationError as exc:
             raise DataError(
-                f"{path} is not a valid manifest ({exc.error_count()} problems)",
+                f"{path} is not a valid manifest ({plural(exc.error_count(), 'problem')})",
                 "re-create the data set folder with `tastemaker data prepare`",
             ) from exc
         if manifest.schema_version > SCHEMA_VERSION:

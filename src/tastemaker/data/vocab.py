@@ -11,7 +11,19 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from tastemaker.errors import DataError
+from tastemaker.errors import ConfigError, DataError
+from tastemaker.reporting.values import article, plural
+
+
+def id_list(ids: Iterable[object], what: str = "ids") -> list[str]:
+    """``ids`` as a list of raw ID strings. One string is a ConfigError: iterating it
+    would silently yield its characters as IDs ("10" → "1", "0")."""
+    if isinstance(ids, str | bytes):
+        raise ConfigError(
+            f"{what}={ids!r} is one string, not a list of IDs",
+            f"pass a list, e.g. {what}=[{ids!r}]",
+        )
+    return [str(i) for i in ids]
 
 
 class Vocab:
@@ -19,7 +31,7 @@ class Vocab:
 
     def __init__(self, ids: Iterable[str], kind: str = "item") -> None:
         self.kind = kind
-        self._ids = pl.Series("id", [str(i) for i in ids], dtype=pl.Utf8)
+        self._ids = pl.Series("id", id_list(ids, "ids"), dtype=pl.Utf8)
         if self._ids.n_unique() != len(self._ids):
             raise DataError(f"duplicate {kind} IDs in vocabulary", f"make {kind} IDs unique")
         self._lookup: dict[str, int] | None = None
@@ -55,7 +67,7 @@ class Vocab:
             shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
             raise DataError(
                 f"unknown {self.kind} ID(s): {shown}",
-                f"use a {self.kind} ID present in the data set "
+                f"use {article(self.kind)} ID present in the data set "
                 f"(e.g. {self._ids[0] if len(self) else 'none available'})",
             )
         return np.fromiter((table[r] for r in wanted), dtype=np.int64, count=len(wanted))
@@ -66,9 +78,10 @@ class Vocab:
         table = pl.DataFrame({"id": self._ids, "idx": np.arange(len(self), dtype=np.int64)})
         joined = frame.join(table, on="id", how="left", maintain_order="left")
         if joined["idx"].null_count():
-            bad = joined.filter(pl.col("idx").is_null())["id"].unique().head(5).to_list()
+            bad = joined.filter(pl.col("idx").is_null())["id"].unique(maintain_order=True)
             raise DataError(
-                f"{len(bad)}+ {self.kind} ID(s) not in the vocabulary, e.g. {', '.join(bad)}",
+                f"{plural(len(bad), f'{self.kind} ID')} not in the vocabulary, "
+                f"e.g. {', '.join(bad.head(5).to_list())}",
                 f"every interaction must refer to a known {self.kind}",
             )
         return joined["idx"].to_numpy()

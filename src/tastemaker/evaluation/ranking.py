@@ -20,6 +20,7 @@ from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.evaluation.metrics import METRICS
+from tastemaker.reporting.values import plural
 
 if TYPE_CHECKING:
     import torch
@@ -53,11 +54,14 @@ def _check_options(
         )
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
-        raise ConfigError(f"cut-offs K must be >= 1 (got {list(ks)})", "use e.g. ks=(10, 20)")
+        raise ConfigError(
+            f"cut-offs K must be >= 1 (got {list(ks)})",
+            "pass e.g. -k 10 -k 20 (ks=[10, 20] in Python)",
+        )
     if ks[-1] > n_items:
         raise ConfigError(
-            f"K={ks[-1]} is larger than the catalog ({n_items} items)",
-            f"use cut-offs K between 1 and {n_items}",
+            f"K={ks[-1]} is larger than the catalog ({plural(n_items, 'item')})",
+            f"use cut-offs K between 1 and {n_items} (-k, or ks in Python)",
         )
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1 (got {batch_size})", "use e.g. 1024")
@@ -113,8 +117,8 @@ def _score_block(
     scores = torch.as_tensor(scorer.score_indices(users, context=context))
     if tuple(scores.shape) != (len(users), n_items):
         raise DataError(
-            f"the scorer returned scores of shape {tuple(scores.shape)} for {len(users)} users "
-            f"and a catalog of {n_items} items",
+            f"the scorer returned scores of shape {tuple(scores.shape)} for "
+            f"{plural(len(users), 'user')} and a catalog of {plural(n_items, 'item')}",
             "evaluate a model trained on this data set's split (same item vocabulary)",
         )
     rows, cols = _row_coords(excluded[users])

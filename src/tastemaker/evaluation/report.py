@@ -18,7 +18,7 @@ from tastemaker.atomic import write_text
 from tastemaker.data.dataset import Split
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.reporting.markdown import format_cell, markdown_table
-from tastemaker.reporting.values import is_missing
+from tastemaker.reporting.values import is_missing, plural
 
 JSON_NAME, MARKDOWN_NAME = "metrics.json", "metrics.md"
 
@@ -127,7 +127,7 @@ class EvaluationReport(BaseModel):
             raise DataError(f"{path} is missing", "point to a folder with a run's results") from exc
         except ValidationError as exc:
             raise DataError(
-                f"{path} is not a valid evaluation report ({exc.error_count()} problems)",
+                f"{path} is not a valid evaluation report ({plural(exc.error_count(), 'problem')})",
                 "re-run the evaluation to re-create it",
             ) from exc
 

@@ -33,6 +33,29 @@ def format_value(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``"1 problem"``, ``"2 problems"``, ``"1,405 entries"`` (``many`` for irregular nouns)."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def article(noun: str) -> str:
+    """``"an item"``, ``"a user"``: the noun with its indefinite article (by its first letter)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def is_count(name: str) -> bool:
+    """A metric key that counts things (``n_users``, ``warm/n_items``), not a rate."""
+    return name.rsplit("/", 1)[-1].startswith("n_")
+
+
+def format_metric(name: str, value: Any, digits: int = 4) -> str:
+    """A metric's value: counts as integers ("943", not "943.0000"), the rest as
+    :func:`format_value` (metrics dictionaries hold counts as floats)."""
+    if is_count(name) and is_number(value) and float(value).is_integer():
+        return str(int(value))
+    return format_value(value, digits)
+
+
 def shown(value: Any, digits: int = 4) -> str:
     """What a page shows: :func:`format_value`, with every placeholder as the one "–"."""
     return MISSING if _placeholder(value) else format_value(value, digits)

@@ -19,17 +19,51 @@ import polars as pl
 from tastemaker.atomic import file_sha256
 from tastemaker.data.catalog import ITEM_ID, TITLE, Catalog
 from tastemaker.data.dataset import Dataset
-from tastemaker.data.interactions import Interactions
+from tastemaker.data.interactions import Interactions, normalise_frame, without_invalid
 from tastemaker.data.manifest import Manifest
-from tastemaker.errors import DataError
+from tastemaker.errors import ConfigError, DataError, excerpt
 
 STRINGS = pl.List(pl.Utf8)
+#: How a separator is named in a message, and written on the command line.
+SEPARATOR_NAMES = {
+    ",": ("comma", "','"),
+    ";": ("';'", "';'"),
+    "\t": ("tab", "tab"),
+    "|": ("'|'", "'|'"),
+}
+#: Compressed files Polars unpacks itself (gzip, zstd): not binary to :func:`check_text`.
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+_CONTROL = frozenset(range(32)) - {9, 10, 12, 13}
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception message (Polars adds pages of hints)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def check_text(path: Path, fix: str) -> None:
+    """A DataError when ``path`` holds binary data (a spreadsheet, an archive, a database)
+    rather than delimited text: Polars would otherwise quote its bytes as column names."""
+    with open(path, "rb") as probe:
+        sample = probe.read(8192)
+    if sample.startswith(_COMPRESSED):
+        return
+    controls = sum(byte in _CONTROL for byte in sample)
+    if b"\x00" in sample or controls > len(sample) // 10:
+        raise DataError(
+            f"{path} is not a text CSV file (it holds binary data)",
+            f"{fix}; export a spreadsheet as CSV text first",
+        )
+
+
+def reject_separator(sep: str | None, what: str) -> None:
+    """``sep`` chooses the delimiter of CSV files; ``what`` has a fixed format."""
+    if sep is not None:
+        raise ConfigError(
+            f"a separator ({sep!r}) was given, but {what} has a fixed file format",
+            "drop --sep (sep=None in Python); it applies to CSV files only",
+        )
 
 
 def read_table(
@@ -42,6 +76,7 @@ def read_table(
     data: bytes | None = None,
     quote_char: str | None = '"',
     nullable: Iterable[str] = (),
+    allow_empty: bool = False,
 ) -> pl.DataFrame:
     """Read the ``schema`` columns of a delimited file, or explain why not.
 
@@ -49,11 +84,14 @@ def read_table(
     skipped, which keeps 25M-row files fast); without it ``schema`` lists every
     column in file order. ``data`` is the file content already re-encoded to
     UTF-8 (for Latin-1 or ``::``-separated files). A column outside
-    ``nullable`` with an empty value means a cut or garbled row.
+    ``nullable`` with an empty value means a cut or garbled row; a header
+    without rows is an error unless ``allow_empty``.
     """
     path = Path(path)
-    if data is None and not path.is_file():
-        raise DataError(f"{path} is missing", fix)
+    if data is None:
+        if not path.is_file():
+            raise DataError(f"{path} is missing", fix)
+        check_text(path, fix)
     source: Path | io.BytesIO = path if data is None else io.BytesIO(data)
     options: dict[str, Any] = {
         "separator": separator,
@@ -62,7 +100,8 @@ def read_table(
     }
     try:
         if has_header:
-            require_columns(path, pl.read_csv(source, n_rows=0, **options).columns, schema, fix)
+            header = pl.read_csv(source, n_rows=0, **options).columns
+            require_columns(path, header, schema, fix, separator=separator)
             if isinstance(source, io.BytesIO):
                 source.seek(0)
             frame = pl.read_csv(
@@ -74,6 +113,8 @@ def read_table(
         raise DataError(f"{path} is empty", fix) from exc
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"{path} is truncated or garbled ({first_line(exc)})", fix) from exc
+    if has_header and frame.is_empty() and not allow_empty:
+        raise DataError(f"{path} has a header but no rows", f"add its data rows ({fix})")
     optional = set(nullable)
     for column in schema:
         if column not in optional and frame[column].null_count():
@@ -84,15 +125,29 @@ def read_table(
     return frame
 
 
-def require_columns(path: Path, present: list[str], wanted: Iterable[str], fix: str) -> None:
-    """A wanted column missing from ``path`` is a DataError listing those that exist."""
+def require_columns(
+    path: Path, present: list[str], wanted: Iterable[str], fix: str, *, separator: str = ","
+) -> None:
+    """A wanted column missing from ``path`` is a DataError listing those that exist; a
+    header read as one column that holds another separator names that separator."""
     missing = [c for c in wanted if c not in present]
-    if missing:
-        raise DataError(
-            f"{path} has no column {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(present) or 'none'})",
-            fix,
-        )
+    if not missing:
+        return
+    if len(present) == 1:
+        other = next((s for s in SEPARATOR_NAMES if s != separator and s in present[0]), None)
+        if other is not None:
+            name, flag = SEPARATOR_NAMES[other]
+            raise DataError(
+                f"{path} looks {name}-separated: its header is one column "
+                f"('{excerpt(present[0])}') when read as {SEPARATOR_NAMES[separator][0]}-separated",
+                f"use a {SEPARATOR_NAMES[separator][0]}-separated file, or pass --sep {flag} "
+                f"(sep={other!r} in Python)",
+            )
+    raise DataError(
+        f"{path} has no column {', '.join(map(repr, missing))} "
+        f"(columns: {excerpt(', '.join(present), 120) or 'none'})",
+        fix,
+    )
 
 
 def reencode_latin1(path: Path, fix: str, separator: bytes | None = None) -> bytes:
@@ -182,8 +237,14 @@ def make_dataset(
     items: pl.DataFrame,
     interactions: pl.DataFrame,
     posters: Path | None = None,
+    *,
+    drop_invalid: bool = False,
 ) -> Dataset:
-    """Wrap loader output in a Dataset whose manifest says where it came from."""
+    """Wrap loader output in a Dataset whose manifest says where it came from.
+
+    Interactions with a NaN or infinite rating or timestamp are a DataError naming the
+    first, or with ``drop_invalid`` are dropped, as a manifest step with their count.
+    """
     catalog = Catalog(items)
     if posters is not None:
         catalog = catalog.with_images(Path(posters), "{item_id}.jpg")
@@ -191,4 +252,8 @@ def make_dataset(
     manifest = Manifest(name=name, source=source, source_files=source_files).with_step(
         "load", rows_after=interactions.height
     )
-    return Dataset(catalog, Interactions(interactions), manifest)
+    if drop_invalid:
+        interactions, dropped = without_invalid(interactions)
+        manifest = manifest.with_step("drop_invalid", interactions.height, dropped=dropped)
+    where = f"{next(iter(source_files), 'the interaction table')} of '{name}'"
+    return Dataset(catalog, Interactions(normalise_frame(interactions, where)), manifest)

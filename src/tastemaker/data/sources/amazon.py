@@ -61,27 +61,48 @@ ITEMS_2023 = {
 }
 
 Record = dict[str, Any]
+Extract = Callable[[Record], tuple[Any, ...]]
 
 
 def load_amazon_2018(
-    reviews_path: Path, meta_path: Path | None = None, *, posters: Path | None = None
+    reviews_path: Path,
+    meta_path: Path | None = None,
+    *,
+    posters: Path | None = None,
+    drop_invalid: bool = False,
 ) -> Dataset:
-    """Reviews (``reviewerID, asin, overall, unixReviewTime, reviewText, summary``) and metadata."""
+    """Reviews (``reviewerID, asin, overall, unixReviewTime, reviewText, summary``) and metadata;
+    ``drop_invalid`` drops NaN or infinite ratings instead of refusing them."""
     return _load(
-        "amazon-2018", Path(reviews_path), meta_path, _review_2018, _item_2018, ITEMS_2018, posters
+        "amazon-2018",
+        Path(reviews_path),
+        meta_path,
+        (_review_2018, _item_2018, ITEMS_2018),
+        posters,
+        drop_invalid,
     )
 
 
 def load_amazon_2023(
-    reviews_path: Path, meta_path: Path | None = None, *, posters: Path | None = None
+    reviews_path: Path,
+    meta_path: Path | None = None,
+    *,
+    posters: Path | None = None,
+    drop_invalid: bool = False,
 ) -> Dataset:
     """Reviews (``user_id, parent_asin, rating, timestamp`` in ms, ``title, text``) and metadata.
 
     Items are identified by ``parent_asin``: the 2023 release groups variants
-    (sizes, colours) under it, and its metadata is keyed by it.
+    (sizes, colours) under it, and its metadata is keyed by it. ``drop_invalid`` as
+    in :func:`load_amazon_2018`.
     """
     return _load(
-        "amazon-2023", Path(reviews_path), meta_path, _review_2023, _item_2023, ITEMS_2023, posters
+        "amazon-2023",
+        Path(reviews_path),
+        meta_path,
+        (_review_2023, _item_2023, ITEMS_2023),
+        posters,
+        drop_invalid,
     )
 
 
@@ -89,11 +110,12 @@ def _load(
     kind: str,
     reviews_path: Path,
     meta_path: Path | None,
-    review: Callable[[Record], tuple[Any, ...]],
-    item: Callable[[Record], tuple[Any, ...]],
-    item_schema: dict[str, pl.DataType],
+    release: tuple[Extract, Extract, dict[str, pl.DataType]],
     posters: Path | None,
+    drop_invalid: bool,
 ) -> Dataset:
+    """One release's files: ``release`` is (review fields, item fields, item schema)."""
+    review, item, item_schema = release
     interactions = _collect(reviews_path, review, INTERACTION_SCHEMA)
     if interactions.is_empty():
         raise DataError(f"{reviews_path} has no reviews", "pass the category's review file")
@@ -108,7 +130,15 @@ def _load(
     items = add_missing_items(items, interactions[ITEM_ID])
     name = re.sub(r"(\.jsonl?)?(\.gz)?$", "", reviews_path.name)
     source = {"kind": kind, "variant": name, "location": str(reviews_path.resolve().parent)}
-    return make_dataset(f"{kind}-{name}", source, hash_files(files), items, interactions, posters)
+    return make_dataset(
+        f"{kind}-{name}",
+        source,
+        hash_files(files),
+        items,
+        interactions,
+        posters,
+        drop_invalid=drop_invalid,
+    )
 
 
 def _collect(

@@ -23,8 +23,11 @@ BUNDLE_NAME = "ml-latest-small"
 SOURCE_JSON = "source.json"
 
 
-def load_bundled(posters: Path | None = None) -> Dataset:
-    """The embedded ml-latest-small; ``posters`` is a folder of ``<movieId>.jpg`` (not shipped)."""
+def load_bundled(posters: Path | None = None, *, drop_invalid: bool = False) -> Dataset:
+    """The embedded ml-latest-small; ``posters`` is a folder of ``<movieId>.jpg`` (not shipped).
+
+    ``drop_invalid`` is accepted like every loader's (the bundle holds no invalid rows).
+    """
     try:
         meta = json.loads((BUNDLE_DIR / SOURCE_JSON).read_text(encoding="utf-8"))
         frames = {t: pl.read_parquet(BUNDLE_DIR / f"{t}.parquet") for t in meta["tables"]}
@@ -39,4 +42,6 @@ def load_bundled(posters: Path | None = None) -> Dataset:
         "layout": "csv",
         "location": "embedded",
     }
-    return csv_layout_dataset(frames, BUNDLE_NAME, source, meta["source_files"], posters)
+    return csv_layout_dataset(
+        frames, BUNDLE_NAME, source, meta["source_files"], posters, drop_invalid=drop_invalid
+    )

@@ -26,6 +26,7 @@ from tastemaker.data.sources._common import (
     make_dataset,
     read_table,
     reencode_latin1,
+    reject_separator,
     split_labels,
 )
 from tastemaker.errors import DataError
@@ -73,8 +74,19 @@ def movielens_layout(folder: Path) -> str | None:
     return None
 
 
-def load_movielens(folder: Path, posters: Path | None = None) -> Dataset:
-    """Load a MovieLens folder in any layout; ``posters`` holds ``<movieId>.jpg`` files."""
+def load_movielens(
+    folder: Path,
+    posters: Path | None = None,
+    *,
+    sep: str | None = None,
+    drop_invalid: bool = False,
+) -> Dataset:
+    """Load a MovieLens folder in any layout; ``posters`` holds ``<movieId>.jpg`` files.
+
+    ``sep``: the delimiter of CSV-layout files (default ``,``; e.g. ``;`` after a
+    spreadsheet export). ``drop_invalid``: drop ratings that are NaN or infinite
+    (recorded in the manifest) instead of refusing them.
+    """
     folder = Path(folder)
     layout = movielens_layout(folder)
     if layout is None:
@@ -91,23 +103,27 @@ def load_movielens(folder: Path, posters: Path | None = None) -> Dataset:
         "location": str(folder.resolve()),
     }
     if layout == "csv":
-        frames = read_csv_layout(folder)
+        frames = read_csv_layout(folder, sep or ",")
         files = hash_files(folder / f"{table}.csv" for table in frames)
-        return csv_layout_dataset(frames, name, source, files, posters)
+        return csv_layout_dataset(frames, name, source, files, posters, drop_invalid=drop_invalid)
+    reject_separator(sep, f"the MovieLens {layout} layout")
     reader = _read_100k if layout == "100k" else _read_1m
     ratings, movies = reader(folder)
     files = hash_files(folder / f for f in LAYOUTS[layout])
-    return _dataset(ratings, movies, {}, name, source, files, posters)
+    return _dataset(ratings, movies, {}, name, source, files, posters, drop_invalid)
 
 
-def read_csv_layout(folder: Path) -> dict[str, pl.DataFrame]:
+def read_csv_layout(folder: Path, sep: str = ",") -> dict[str, pl.DataFrame]:
     """The raw tables of a CSV-layout folder, with compact dtypes (also what is bundled)."""
     frames = {}
     for table, (schema, nullable) in CSV_TABLES.items():
         path = Path(folder) / f"{table}.csv"
-        if table in OPTIONAL_CSV and not path.is_file():
+        optional = table in OPTIONAL_CSV
+        if optional and not path.is_file():
             continue
-        frames[table] = read_table(path, schema, fix=FIX, nullable=nullable)
+        frames[table] = read_table(
+            path, schema, fix=FIX, separator=sep, nullable=nullable, allow_empty=optional
+        )
     return frames
 
 
@@ -117,11 +133,14 @@ def csv_layout_dataset(
     source: dict[str, Any],
     source_files: dict[str, str],
     posters: Path | None = None,
+    *,
+    drop_invalid: bool = False,
 ) -> Dataset:
     """Dataset from the raw tables of :func:`read_csv_layout` (files or the bundle)."""
     movies = _parse_movies(frames["movies"])
     extras = {t: frames[t] for t in OPTIONAL_CSV if t in frames}
-    return _dataset(frames["ratings"], movies, extras, name, source, source_files, posters)
+    ratings = frames["ratings"]
+    return _dataset(ratings, movies, extras, name, source, source_files, posters, drop_invalid)
 
 
 def _parse_movies(movies: pl.DataFrame) -> pl.DataFrame:
@@ -146,6 +165,7 @@ def _dataset(
     source: dict[str, Any],
     source_files: dict[str, str],
     posters: Path | None,
+    drop_invalid: bool,
 ) -> Dataset:
     """Shared tail of every layout: movies (movieId, title, year, genres) → Catalog."""
     items = movies.select("movieId", "title", "year", "genres")
@@ -171,7 +191,9 @@ def _dataset(
         pl.col("rating").alias(RATING),
         pl.col("timestamp").alias(TIMESTAMP),
     )
-    return make_dataset(name, source, source_files, items, interactions, posters)
+    return make_dataset(
+        name, source, source_files, items, interactions, posters, drop_invalid=drop_invalid
+    )
 
 
 def _read_100k(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

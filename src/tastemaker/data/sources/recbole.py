@@ -43,11 +43,14 @@ def find_inter_file(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def load_atomic(folder: Path, posters: Path | None = None) -> Dataset:
+def load_atomic(
+    folder: Path, posters: Path | None = None, *, drop_invalid: bool = False
+) -> Dataset:
     """Load ``<name>.inter`` (and ``<name>.item`` when present) from ``folder``.
 
     Interaction fields ``user_id``, ``item_id``, ``rating`` and ``timestamp``
     are used (RecBole's default field names); other ``.inter`` fields are not.
+    ``drop_invalid``: drop NaN or infinite ratings and timestamps instead of refusing them.
     """
     folder = Path(folder)
     inter_path = find_inter_file(folder)
@@ -65,11 +68,13 @@ def load_atomic(folder: Path, posters: Path | None = None) -> Dataset:
                 f"{inter_path} has no '{needed}' field (fields: {', '.join(inter.columns)})",
                 f"name the field '{needed}:token' as RecBole does",
             )
+    # Ratings and timestamps keep their file types here: the Dataset casts them once it
+    # has checked that none is NaN or infinite (a cast would fail on those unnamed).
     interactions = inter.select(
         pl.col(USER_ID),
         pl.col(ITEM_ID),
         *(
-            pl.col(c).cast(dtype) if c in inter.columns else pl.lit(None, dtype).alias(c)
+            pl.col(c) if c in inter.columns else pl.lit(None, dtype).alias(c)
             for c, dtype in ((RATING, pl.Float32), (TIMESTAMP, pl.Int64))
         ),
     )
@@ -82,7 +87,15 @@ def load_atomic(folder: Path, posters: Path | None = None) -> Dataset:
         items = pl.DataFrame({ITEM_ID: []}, schema={ITEM_ID: pl.Utf8})
     items = add_missing_items(items, interactions[ITEM_ID])
     source = {"kind": "recbole", "variant": inter_path.stem, "location": str(folder.resolve())}
-    return make_dataset(inter_path.stem, source, hash_files(files), items, interactions, posters)
+    return make_dataset(
+        inter_path.stem,
+        source,
+        hash_files(files),
+        items,
+        interactions,
+        posters,
+        drop_invalid=drop_invalid,
+    )
 
 
 def _read_atomic(path: Path, *, required: str | None) -> pl.DataFrame:
@@ -116,6 +129,7 @@ def _read_atomic(path: Path, *, required: str | None) -> pl.DataFrame:
         separator="\t",
         quote_char=None,
         nullable=[] if required is None else [c for c in header if c != f"{required}:token"],
+        allow_empty=required is not None,
     ).rename(dict(zip(header, fields, strict=True)))
     title = next((n for n in fields if TITLE in n), None) if required == ITEM_ID else None
     columns = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tastemaker.data.dataset import Dataset
+from tastemaker.data.sources._common import reject_separator
 from tastemaker.data.sources.amazon import load_amazon_2018, load_amazon_2023
 from tastemaker.data.sources.download import download, extract_zip, fetch_text
 from tastemaker.data.sources.embedded import BUNDLE_NAME, load_bundled
@@ -23,7 +24,8 @@ from tastemaker.data.sources.movielens import LAYOUTS, load_movielens, movielens
 from tastemaker.data.sources.recbole import find_inter_file, load_atomic
 from tastemaker.errors import ConfigError, DataError
 
-Loader = Callable[[Path, Path | None], Dataset]
+#: ``loader(folder, posters, *, sep=None, drop_invalid=False)``, as :func:`load_folder`.
+Loader = Callable[..., Dataset]
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 EMBEDDED = "embedded in tastemaker"
 DOWNLOAD = "download on first use"
@@ -37,8 +39,18 @@ def detect_layout(folder: Path) -> str | None:
     return "recbole" if find_inter_file(folder) is not None else None
 
 
-def load_folder(folder: Path, posters: Path | None = None) -> Dataset:
-    """Load a folder of MovieLens (any layout) or RecBole atomic files, detected by name."""
+def load_folder(
+    folder: Path,
+    posters: Path | None = None,
+    *,
+    sep: str | None = None,
+    drop_invalid: bool = False,
+) -> Dataset:
+    """Load a folder of MovieLens (any layout) or RecBole atomic files, detected by name.
+
+    ``sep``: the delimiter of MovieLens CSV files; ``drop_invalid``: drop NaN or infinite
+    ratings and timestamps (recorded in the manifest) instead of refusing them.
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist", "pass an existing folder")
@@ -52,14 +64,18 @@ def load_folder(folder: Path, posters: Path | None = None) -> Dataset:
             "for other tables use load_table with a column mapping",
         )
     if layout == "recbole":
-        return load_atomic(folder, posters)
-    return load_movielens(folder, posters)
+        reject_separator(sep, "a RecBole folder")
+        return load_atomic(folder, posters, drop_invalid=drop_invalid)
+    return load_movielens(folder, posters, sep=sep, drop_invalid=drop_invalid)
 
 
 def _amazon_loader(load: Callable[..., Dataset], pattern: str) -> Loader:
     """Loader for a folder (or review file) of one Amazon category; ``meta_*`` is the metadata."""
 
-    def loader(path: Path, posters: Path | None) -> Dataset:
+    def loader(
+        path: Path, posters: Path | None, *, sep: str | None = None, drop_invalid: bool = False
+    ) -> Dataset:
+        reject_separator(sep, "Amazon Reviews (JSON lines)")
         reviews = path
         if path.is_dir():
             found = sorted(p for p in path.glob(pattern) if not p.name.startswith("meta_"))
@@ -73,7 +89,7 @@ def _amazon_loader(load: Callable[..., Dataset], pattern: str) -> Loader:
         # meta_<category>.json[l][.gz]; 5-core reviews (Books_5.json.gz) share meta_Books.
         category = re.sub(r"(_5)?(\.jsonl?)?(\.gz)?$", "", reviews.name)
         meta = next(iter(sorted(reviews.parent.glob(f"meta_{category}.json*"))), None)
-        return load(reviews, meta, posters=posters)
+        return load(reviews, meta, posters=posters, drop_invalid=drop_invalid)
 
     return loader
 
@@ -257,15 +273,19 @@ def load_dataset(
     posters: Path | None = None,
     cache_dir: Path | None = None,
     download: bool = True,
+    sep: str | None = None,
+    drop_invalid: bool = False,
 ) -> Dataset:
     """Load a data set by name (or from a folder), downloading it once if needed.
 
     Order: ``path`` when given; else the copy in ``cache_dir``; else, for
     ``ml-latest-small``, the embedded copy; else download and unpack into the cache.
+    ``sep`` and ``drop_invalid`` as in :func:`load_folder`.
     """
     name = str(name)
+    options = {"sep": sep, "drop_invalid": drop_invalid}
     if name not in SPECS and path is None and Path(name).expanduser().is_dir():
-        return load_folder(Path(name), posters)
+        return load_folder(Path(name), posters, sep=sep, drop_invalid=drop_invalid)
     spec = get_spec(name)
     if path is not None:
         folder = _data_folder(spec, Path(path).expanduser())
@@ -274,13 +294,14 @@ def load_dataset(
                 f"{path} does not hold {spec.name} files",
                 f"pass the folder that contains them ({spec.description})",
             )
-        return spec.loader(folder, posters)
+        return spec.loader(folder, posters, **options)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     local = _data_folder(spec, cache / spec.name)
     if local is not None:
-        return spec.loader(local, posters)
+        return spec.loader(local, posters, **options)
     if spec.name == BUNDLE_NAME:
-        return load_bundled(posters)
+        reject_separator(sep, "the embedded ml-latest-small")
+        return load_bundled(posters, drop_invalid=drop_invalid)
     if spec.url is None:
         raise DataError(
             f"{spec.name} cannot be downloaded automatically and {cache / spec.name} is empty",
@@ -292,7 +313,7 @@ def load_dataset(
             f"{spec.name} is not in {cache} and downloading is turned off",
             f"allow the download, or unzip {spec.url} into {cache / spec.name}",
         )
-    return spec.loader(fetch(spec, cache), posters)
+    return spec.loader(fetch(spec, cache), posters, **options)
 
 
 def fetch(spec: DatasetSpec, cache_dir: Path) -> Path:

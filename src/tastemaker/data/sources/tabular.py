@@ -21,6 +21,7 @@ from tastemaker.data.interactions import RATING, TEXT, TIMESTAMP, USER_ID
 from tastemaker.data.sources._common import (
     STRINGS,
     add_missing_items,
+    check_text,
     first_line,
     hash_files,
     make_dataset,
@@ -64,8 +65,15 @@ def load_table(
     name: str | None = None,
     *,
     posters: Path | None = None,
+    sep: str | None = None,
+    drop_invalid: bool = False,
 ) -> Dataset:
-    """Load interactions from ``path`` (and items from ``items_path``) using ``mapping``."""
+    """Load interactions from ``path`` (and items from ``items_path``) using ``mapping``.
+
+    ``sep``: the delimiter of CSV/TSV files (default: by suffix, ``,`` or tab).
+    ``drop_invalid``: drop NaN or infinite ratings and timestamps (recorded in the
+    manifest) instead of refusing them.
+    """
     path = Path(path)
     wanted = {
         USER_ID: mapping.user,
@@ -75,7 +83,9 @@ def load_table(
         TEXT: mapping.text,
     }
     columns = {target: column for target, column in wanted.items() if column is not None}
-    frame = _read(path, columns.values(), text=[mapping.user, mapping.item])
+    frame = _read(path, columns.values(), text=[mapping.user, mapping.item], sep=sep)
+    if frame.is_empty():
+        raise DataError(f"{path} has a header but no rows", "add its interaction rows")
     interactions = frame.select(pl.col(c).alias(t) for t, c in columns.items())
     if RATING in columns:
         interactions = interactions.with_columns(_number(frame[columns[RATING]], path))
@@ -88,17 +98,25 @@ def load_table(
         items = pl.DataFrame(schema={ITEM_ID: pl.Utf8})
     else:
         files.append(Path(items_path))
-        items = _items(Path(items_path), mapping.items, mapping.item)
+        items = _items(Path(items_path), mapping.items, mapping.item, sep)
     items = add_missing_items(items, interactions[ITEM_ID])
     source = {
         "kind": "table",
         "location": str(path.resolve()),
         "mapping": mapping.model_dump(exclude_defaults=True),
     }
-    return make_dataset(name or path.stem, source, hash_files(files), items, interactions, posters)
+    return make_dataset(
+        name or path.stem,
+        source,
+        hash_files(files),
+        items,
+        interactions,
+        posters,
+        drop_invalid=drop_invalid,
+    )
 
 
-def _read(path: Path, columns: Iterable[str], text: list[str]) -> pl.DataFrame:
+def _read(path: Path, columns: Iterable[str], text: list[str], sep: str | None) -> pl.DataFrame:
     """Read a CSV/TSV/Parquet file; ``text`` columns stay strings (IDs like '007')."""
     wanted = list(columns)
     fix = "map the columns to names that exist in the file"
@@ -115,8 +133,11 @@ def _read(path: Path, columns: Iterable[str], text: list[str]) -> pl.DataFrame:
                 f"{path} is neither CSV, TSV nor Parquet (by its suffix)",
                 f"name it with one of {', '.join([*SEPARATORS, *PARQUET])}",
             )
-        options = {"separator": SEPARATORS[suffix], "infer_schema_length": 10_000}
-        require_columns(path, pl.read_csv(path, n_rows=0, **options).columns, wanted, fix)
+        check_text(path, "pass the table as CSV or TSV text, or as Parquet")
+        separator = sep or SEPARATORS[suffix]
+        options = {"separator": separator, "infer_schema_length": 10_000}
+        header = pl.read_csv(path, n_rows=0, **options).columns
+        require_columns(path, header, wanted, fix, separator=separator)
         return pl.read_csv(path, schema_overrides=dict.fromkeys(text, pl.Utf8), **options)
     except pl.exceptions.NoDataError as exc:
         raise DataError(f"{path} is empty", "pass a file with a header and rows") from exc
@@ -139,7 +160,12 @@ def _number(column: pl.Series, path: Path) -> pl.Series:
 
 
 def _seconds(column: pl.Series, path: Path) -> pl.Series:
-    """Unix seconds from integer/float seconds, dates, or ISO 8601 strings (UTC if no zone)."""
+    """Unix seconds from integer/float seconds, dates, or ISO 8601 strings (UTC if no zone).
+
+    Float seconds stay floats: the Dataset names a NaN among them before making them integers.
+    """
+    if column.dtype.is_float():
+        return column
     if column.dtype.is_numeric():
         return column.cast(pl.Int64)
     if column.dtype == pl.Date:
@@ -175,12 +201,12 @@ def _iso_seconds(value: str) -> int:
     return math.floor(moment.timestamp())
 
 
-def _items(path: Path, columns: ItemColumns, default_item: str) -> pl.DataFrame:
+def _items(path: Path, columns: ItemColumns, default_item: str, sep: str | None) -> pl.DataFrame:
     """The item table with mapped columns renamed and list columns split."""
     item = columns.item or default_item
     pairs = ((item, ITEM_ID), (columns.title, TITLE), (columns.image, IMAGE))
     named = {column: fixed for column, fixed in pairs if column is not None}
-    frame = _read(path, [*named, *columns.lists], text=[item])
+    frame = _read(path, [*named, *columns.lists], text=[item], sep=sep)
     clash = [c for c in frame.columns if c in FIXED and c not in named]
     if clash:
         raise ConfigError(
