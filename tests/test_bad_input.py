@@ -71,6 +71,17 @@ def test_drop_invalid_drops_and_records(tmp_path: Path) -> None:
     assert {"name": "drop_invalid", "params": {"dropped": 3}, "rows_after": total - 3} in steps
 
 
+def test_every_reader_of_a_data_table_honours_drop_invalid(tmp_path: Path) -> None:
+    """Generation and pretraining read [data] through load_configured, as prepare does."""
+    from tastemaker.generation.data import load_data
+
+    folder = movielens_folder(tmp_path, with_nan(2))
+    with pytest.raises(DataError, match="--drop-invalid"):
+        load_data(DataConfig(dataset=str(folder)))
+    loaded = load_data(DataConfig(dataset=str(folder), drop_invalid=True))
+    assert [s.params for s in loaded.manifest.steps if s.name == "drop_invalid"] == [{"dropped": 2}]
+
+
 def test_nan_rating_on_the_cli_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     folder = movielens_folder(tmp_path, with_nan())
     code, out = run("data", "prepare", "--dataset", folder, "--out", tmp_path / "s")

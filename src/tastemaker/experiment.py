@@ -18,7 +18,7 @@ from tastemaker.data import filters
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.sources.registry import load_dataset
+from tastemaker.data.sources.registry import load_configured
 from tastemaker.data.splits import make_split
 from tastemaker.data.vocab import id_list
 from tastemaker.encoders.base import ItemEmbeddings
@@ -32,13 +32,7 @@ from tastemaker.models.registry import create_model
 
 def prepare(data: DataConfig, split: SplitConfig) -> Split:
     """Load a data set, clean it as configured, and split it."""
-    ds = load_dataset(
-        data.dataset,
-        data.path,
-        posters=data.posters,
-        sep=data.sep,
-        drop_invalid=data.drop_invalid,
-    )
+    ds = load_configured(data)
     if data.dedupe != "none":
         ds = filters.deduplicate(ds, data.dedupe)
     if data.threshold is not None:

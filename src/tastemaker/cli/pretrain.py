@@ -38,7 +38,7 @@ def align(
 ) -> None:
     """Align image and text item features with a symmetric InfoNCE loss (CLIP-style heads)."""
     from tastemaker import config, experiment
-    from tastemaker.data.sources.registry import load_dataset
+    from tastemaker.data.sources.registry import load_configured
     from tastemaker.pretrain.alignment import AlignmentConfig, metric_table, train_alignment
 
     tables = config.read_toml(config_file)
@@ -52,7 +52,7 @@ def align(
     values = {**tables.get("align", {}), **{k: v for k, v in flags.items() if v is not None}}
     align_cfg = config.validate(AlignmentConfig, values, where="[align]")
     ensure_writable_dir(out.parent)
-    catalog = load_dataset(data_cfg.dataset, data_cfg.path, posters=data_cfg.posters).catalog
+    catalog = load_configured(data_cfg).catalog
     progress = sys.stderr.isatty()
     features = experiment.item_features(catalog, ("image", "text"), features_cfg, progress=progress)
     space = train_alignment(features["image"], features["text"], align_cfg, progress=progress)

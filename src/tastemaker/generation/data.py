@@ -35,11 +35,11 @@ def load_data(config: DataConfig) -> Data:
     """The data a pipeline reads: a folder saved by tastemaker (a Split or a Dataset, with
     ``posters`` pointed at when given), else a known data set or raw folder (a Dataset)."""
     from tastemaker.data.manifest import Manifest
-    from tastemaker.data.sources.registry import load_dataset
+    from tastemaker.data.sources.registry import load_configured
 
     folder = Path(config.dataset).expanduser()
     if not (folder / "manifest.json").is_file():
-        return load_dataset(config.dataset, config.path, posters=config.posters)
+        return load_configured(config)
     if Manifest.read(folder / "manifest.json").split is None:
         ds = Dataset.load(folder)
         return ds.replace(catalog=ds.catalog.with_images(config.posters)) if config.posters else ds

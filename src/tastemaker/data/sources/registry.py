@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tastemaker.config import DataConfig
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.sources._common import reject_separator
 from tastemaker.data.sources.amazon import load_amazon_2018, load_amazon_2023
@@ -314,6 +315,18 @@ def load_dataset(
             f"allow the download, or unzip {spec.url} into {cache / spec.name}",
         )
     return spec.loader(fetch(spec, cache), posters, **options)
+
+
+def load_configured(config: DataConfig) -> Dataset:
+    """The data set a :class:`DataConfig` names, read with its options (posters, separator,
+    invalid rows): the one place every command turns a ``[data]`` table into data."""
+    return load_dataset(
+        config.dataset,
+        config.path,
+        posters=config.posters,
+        sep=config.sep,
+        drop_invalid=config.drop_invalid,
+    )
 
 
 def fetch(spec: DatasetSpec, cache_dir: Path) -> Path:
