@@ -146,6 +146,32 @@ def test_unwritable_output(movielens: Path, tmp_path: Path) -> None:
     assert_user_error(code, out, "a-file")
 
 
+def test_train_never_replaces_a_folder_holding_the_users_files(
+    movielens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out with the user's notes.txt, or '.': one line, exit 2, before any training."""
+    from tastemaker import experiment
+
+    split_dir = tmp_path / "split"
+    assert run("data", "prepare", "--dataset", movielens, "--out", split_dir)[0] == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        pytest.fail("training started although the output folder cannot be written")
+
+    monkeypatch.setattr(experiment, "train", no_training)
+    code, out = run("train", "--data", split_dir, "--model", "most_popular", "--out", mine)
+    assert_user_error(code, out, "notes.txt", "did not write")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    monkeypatch.chdir(mine)
+    code, out = run("train", "--data", split_dir, "--model", "most_popular", "--out", ".")
+    assert_user_error(code, out, "notes.txt")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "ml-tiny", "split"]
+
+
 def test_unreadable_split_folder(movielens: Path, tmp_path: Path) -> None:
     run("data", "prepare", "--dataset", movielens, "--out", tmp_path / "s")
     (tmp_path / "s" / "train.parquet").write_bytes(b"PAR1 garbage")

@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker import config, tuning
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, console, parse_params
-from tastemaker.data.dataset import Split
-from tastemaker.evaluation.training_curves import training_report
-from tastemaker.models.base import Recommender
+
+# optuna, torch and the models are imported inside each command (tests/test_cli_imports.py).
 
 
 def tune(
@@ -43,9 +41,12 @@ def tune(
 ) -> None:
     """Search hyper-parameters, each trial selected on validation only (test is never read).
 
-    Content models (vbpr, bm3, ...) read item features encoded once, as the [features]
+    Content models (vbpr, bm3, ...) read item features encoded once, as the \\[features]
     table of --config says (the same table `train` reads), and shared by every trial.
     """
+    from tastemaker import config, tuning
+    from tastemaker.data.dataset import Split
+
     tables = config.read_toml(config_file)
     spec = config.section(tables, "model", {"name": model})
     flags = {
@@ -100,6 +101,9 @@ def report(
     ] = None,
 ) -> None:
     """Training curves of saved models: a PNG, an HTML page and a summary."""
+    from tastemaker.evaluation.training_curves import training_report
+    from tastemaker.models.base import Recommender
+
     out = out or model_dir[0] / "training.html"
     names = [d.name for d in model_dir]
     labels = names if len(set(names)) == len(names) else [str(d) for d in model_dir]
