@@ -1,18 +1,25 @@
-"""``tastemaker demo``: the main job on the embedded data."""
+"""``tastemaker demo``: the main job on the embedded data.
+
+The demo (models, torch) is imported inside the command, so ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from tastemaker import config
 from tastemaker.cli.common import ConfigOpt, console
-from tastemaker.demo import DEMO_MODELS, SHOWN_METRICS, DemoResult, run_demo
-from tastemaker.evaluation.cold_start import chance_recall
+
+if TYPE_CHECKING:
+    from tastemaker.demo import DemoResult
+
+# tastemaker.demo.DEMO_MODELS, spelled out so that the option's default needs no
+# import of the demo (torch); tests/test_cli_imports.py checks that the two agree.
+DEFAULT_MODELS = "most_popular,itemknn,bpr,vbpr"
 
 
 def demo(
@@ -24,13 +31,16 @@ def demo(
     posters: Annotated[
         Path | None, typer.Option(help="Folder of <item_id>.jpg posters (adds image features).")
     ] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated registered model names.")] = ",".join(
-        DEMO_MODELS
-    ),
+    models: Annotated[
+        str, typer.Option(help="Comma-separated registered model names.")
+    ] = DEFAULT_MODELS,
     users: Annotated[int, typer.Option(help="Users to show recommendations for.")] = 3,
 ) -> None:
     """Prepare the embedded data, encode item text (and posters), train the baselines and a
     multimodal model, print a leaderboard, a cold-start line and recommendations."""
+    from tastemaker import config
+    from tastemaker.demo import SHOWN_METRICS, run_demo
+
     start = time.perf_counter()
     tables = config.read_toml(config_file)
     data_cfg = config.section(tables, "data", {"dataset": dataset, "posters": posters})
@@ -61,6 +71,8 @@ def demo(
 
 def _print_cold_start(result: DemoResult) -> None:
     """One line: each model's Recall@20 / NDCG@20 on test items never seen in training."""
+    from tastemaker.evaluation.cold_start import chance_recall
+
     cold = [r for r in result.cold_start if "cold/recall@20" in r.metrics]
     if not cold:
         return

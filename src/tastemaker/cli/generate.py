@@ -3,9 +3,10 @@ with ``tastemaker evaluate-generation`` (:mod:`tastemaker.cli.generation_eval`).
 
 Thin shells over :mod:`tastemaker.generation.pipeline` and
 :mod:`tastemaker.generation.soft_training`: flags overlay a scenario file
-(``configs/generation-*.toml``), every input is checked (user, liked items, item
+(a preset such as ``movies``, or a TOML file), every input is checked (user, liked items, item
 text, models) before anything is generated, and output folders are written
-atomically, so a bad input leaves none behind.
+atomically, so a bad input leaves none behind. The pipeline's modules (torch,
+diffusers) are imported inside the commands, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from tastemaker.atomic import atomic_path
 from tastemaker.cli.common import console
-from tastemaker.config import DataConfig, validate
 from tastemaker.errors import ConfigError
-from tastemaker.generation.components import PipelineComponents
-from tastemaker.generation.data import load_data
 from tastemaker.generation.html import number
-from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
-from tastemaker.generation.result import GenerationResult
-from tastemaker.generation.scenario import PipelineConfig, load_scenario
-from tastemaker.generation.scorers import ScorerConfig
+
+if TYPE_CHECKING:
+    from tastemaker.config import DataConfig
+    from tastemaker.generation.result import GenerationResult
+    from tastemaker.generation.scenario import PipelineConfig
 
 app = typer.Typer(
     help="Generate images for a user and an item (PMG): history → keywords → images → best by z.",
@@ -36,7 +35,9 @@ app = typer.Typer(
 
 ScenarioOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="Scenario TOML (configs/generation-*.toml); flags win."),
+    typer.Option(
+        "--config", help="Scenario: a preset (movies, products, stickers) or TOML file; flags win."
+    ),
 ]
 DataOpt = Annotated[
     str | None,
@@ -102,6 +103,10 @@ def build_config(
     posters: Path | None = None,
 ) -> tuple[PipelineConfig, DataConfig]:
     """The scenario file (or the defaults) with the flags that were given laid over it."""
+    from tastemaker.config import DataConfig, validate
+    from tastemaker.generation.scenario import PipelineConfig, load_scenario
+    from tastemaker.generation.scorers import ScorerConfig
+
     scenario = load_scenario(config_file) if config_file else None
     base = scenario.pipeline if scenario else PipelineConfig()
     values: dict[str, Any] = base.model_dump()
@@ -211,6 +216,9 @@ def generate(
     by z, and a page with the history, keywords, prompts and every candidate's scores."""
     if ctx.invoked_subcommand is not None:
         return
+    from tastemaker.generation.data import load_data
+    from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
+
     if user is None or (item is None and not turn):
         raise ConfigError(
             "generate needs --user and --item (or --turn for a conversation)",
@@ -265,8 +273,10 @@ def batch(
     """Many (user, item) pairs with a progress bar: one result folder each and an index page."""
     from tqdm.auto import tqdm
 
+    from tastemaker.generation.data import load_data
     from tastemaker.generation.evaluation import read_pairs
     from tastemaker.generation.html import batch_page
+    from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
 
     if (pairs is None) == (not users):
         raise ConfigError(
@@ -332,6 +342,8 @@ def train_soft(
     llm: LLMOpt = None,
 ) -> None:
     """Train soft preference tokens (PMG 3.3) on users' liked images, for --soft OUT."""
+    from tastemaker.generation.components import PipelineComponents
+    from tastemaker.generation.data import load_data
     from tastemaker.generation.soft_training import train_soft_tokens
 
     config, data_cfg = build_config(

@@ -30,9 +30,6 @@ from tastemaker.cli.generate import (
     build_config,
     show_progress,
 )
-from tastemaker.data.dataset import Split
-from tastemaker.generation.data import load_data
-from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
 
 
 def evaluate_generation(
@@ -66,8 +63,11 @@ def evaluate_generation(
 ) -> None:
     """PMG's ablation (item keywords only, + preference keywords, + soft tokens, both) over
     (user, item) pairs: d_p, d_t, z and similarity to history and target images per method."""
+    from tastemaker.data.dataset import Split
     from tastemaker.data.splits import make_split
     from tastemaker.generation import evaluation
+    from tastemaker.generation.data import load_data
+    from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
 
     config, data_cfg = build_config(
         config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
