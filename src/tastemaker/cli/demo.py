@@ -40,6 +40,7 @@ def demo(
     multimodal model, print a leaderboard, a cold-start line and recommendations."""
     from tastemaker import config
     from tastemaker.demo import SHOWN_METRICS, run_demo
+    from tastemaker.reporting.values import shown
 
     start = time.perf_counter()
     tables = config.read_toml(config_file)
@@ -54,7 +55,7 @@ def demo(
     console.print(f"\n[bold]{result.split!r}[/bold]")
     board = Table("model", *SHOWN_METRICS, title="Test leaderboard (scored once, at the end)")
     for report in sorted(result.reports, key=lambda r: -r.metrics.get("ndcg@10", 0.0)):
-        board.add_row(report.model, *(f"{report.metrics.get(m, 0.0):.4f}" for m in SHOWN_METRICS))
+        board.add_row(report.model, *(shown(report.metrics.get(m)) for m in SHOWN_METRICS))
     console.print(board)
     _print_cold_start(result)
     for user, lists in result.samples.items():
