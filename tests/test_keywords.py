@@ -278,6 +278,23 @@ def test_statistical_scores_are_lift_weighted_shares(catalog, ratings):
     assert "heist" not in recurring.extract_user(history).keywords
 
 
+def test_statistical_preferences_leave_out_values_no_more_common_than_for_everyone(catalog):
+    """x liked a (Drama, noir) and d (Comedy); Comedy is half of everyone's interactions
+    too (d four times, e once of ten), so it scores 0 and is no preference of x's."""
+    rows = [
+        ("u", "a", 5.0, 1), ("u", "b", 4.0, 2), ("u", "c", 5.0, 3), ("u", "d", 4.0, 4),
+        ("v", "d", 5.0, 1), ("v", "e", 4.0, 2), ("w", "f", 5.0, 1), ("w", "d", 4.0, 2),
+        ("x", "a", 5.0, 1), ("x", "d", 5.0, 2),
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
+    ratings = Interactions(frame)
+    extractor = StatisticalKeywordExtractor(catalog, ratings, n=4, mmr_lambda=1.0, min_support=1)
+    result = extractor.extract_user(build_history(catalog, ratings, "x"))
+    assert extractor.population_share("Comedy") == pytest.approx(0.5)
+    assert result.keywords == ["Drama", "noir"]  # not Comedy (0), although n = 4
+    assert all(s > 0 for s in result.scores) and "lift" in result.score_label
+
+
 def test_statistical_mmr_skips_near_duplicates(catalog, ratings):
     vectors = {
         "Drama": [1.0, 0.0, 0.0],

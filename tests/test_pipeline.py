@@ -373,7 +373,8 @@ def test_llm_keywords_reach_the_prompt_and_a_dry_run_saves(movies: Dataset, tmp_
     folder = result.save(tmp_path / "dry")
     written = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert written == ["index.html", "result.json"]  # hidden: atomic.py's output marker
-    assert "not scored" in (folder / "index.html").read_text()
+    page = (folder / "index.html").read_text()
+    assert "no images: no generator was configured" in page and 'class="card candidate' not in page
 
 
 def test_unusable_llm_replies_fall_back_loudly_or_fail(movies: Dataset) -> None:

@@ -55,6 +55,7 @@ def _keywords(keywords: Keywords) -> dict[str, Any]:
         "keywords": keywords.keywords,
         "extractor": keywords.extractor,
         "scores": [number(s, 3) for s in keywords.scores],
+        "score_label": keywords.score_label or "score",
         "attempts": [
             {
                 "temperature": f"{a.temperature:g}",

@@ -41,6 +41,7 @@ class Keywords:
     extractor: str  # "llm:hf:SmolLM2-135M-Instruct", "statistical", ...
     source_text: str  # the history or item text the extractor read
     scores: list[float] = field(default_factory=list)  # relevance per keyword (statistical)
+    score_label: str = ""  # what ``scores`` measure, in words a page can show
     attempts: list[Attempt] = field(default_factory=list)  # LLM calls, in order
     complete: bool = True  # False: fewer than the extractor's minimum (strict=False only)
     fallback: str | None = None  # why another extractor's keywords replaced these

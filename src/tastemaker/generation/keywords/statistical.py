@@ -50,6 +50,12 @@ class StatisticalConfig(BaseModel):
     )
 
 
+SCORE_LABELS: dict[Kind, str] = {
+    "user": "distinctiveness (share of the user's items × log of its lift over everyone's)",
+    "item": "rarity (−log of its share of everyone's interactions)",
+}
+
+
 class StatisticalKeywordExtractor(KeywordExtractor):
     """Distinctive attribute values of a user's items, made diverse with embeddings (no LLM).
 
@@ -123,6 +129,9 @@ class StatisticalKeywordExtractor(KeywordExtractor):
             * math.log((counts[k] / size) / self.population_share(forms[k]))
             for k in keys
         }
+        # A value no more common for the user than for everyone (score <= 0) is no
+        # preference: it stays out of the prompt, unless nothing is distinctive at all.
+        relevance = {v: s for v, s in relevance.items() if s > 0} or relevance
         return self._pick(history.user_id, "user", history.text, relevance, self.config.n)
 
     def extract_item(self, item: ItemText) -> Keywords:
@@ -155,6 +164,7 @@ class StatisticalKeywordExtractor(KeywordExtractor):
             extractor=self.name,
             source_text=text,
             scores=[float(scores[i]) for i in picked],
+            score_label=SCORE_LABELS[kind],
         )
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
