@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tastemaker.config import validate
+from tastemaker.encoders.base import PIL_FALLBACK_NOTICE, quiet_pil_fallback
 from tastemaker.errors import ConfigError
 from tastemaker.generation.conditioning import (
     DOMAINS,
@@ -246,3 +251,29 @@ def test_soft_tokens_lead_and_the_length_is_kept(generator: ImageGenerator) -> N
     assert cond.spans["soft"] == (0, 4) and cond.spans["prefix"][0] == 5
     image = generator.generate(cond.embeds, cond.negative, progress=False)
     assert len(image.images) == 1
+
+
+def test_loading_a_pipeline_prints_no_torchvision_notice() -> None:
+    """tastemaker reads images with Pillow by design; transformers' notice about its PIL
+    fallback (printed once per process, so checked in a fresh one) must not reach users."""
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from tastemaker.generation.generator import load_pipeline\n"
+        "load_pipeline('tiny', 'float32', 'cpu')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "torchvision" not in done.stderr + done.stdout
+
+
+def test_the_torchvision_filter_lets_every_other_message_through() -> None:
+    quiet_pil_fallback()
+    quiet_pil_fallback()  # idempotent: one filter
+    logger = logging.getLogger("transformers.utils.import_utils")
+    assert sum(isinstance(f, logging.Filter) for f in logger.filters) == 1
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord(logger.name, logging.WARNING, __file__, 1, message, None, None)
+
+    assert not logger.filter(record(f"`CLIPImageProcessor` {PIL_FALLBACK_NOTICE}; falling back"))
+    assert logger.filter(record("something else went wrong"))

@@ -307,6 +307,28 @@ def model_load_errors() -> tuple[type[Exception], ...]:
     return (OSError, ValueError, RuntimeError, ImportError, SafetensorError)
 
 
+PIL_FALLBACK_NOTICE = "requires torchvision (not installed)"
+
+
+class _PilFallbackFilter(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to Pillow.
+
+    tastemaker preprocesses images with Pillow and NumPy by design (there is no CPU
+    torchvision for its torch), so the notice, printed on every run that loads a
+    pipeline, only alarms; every other message of that logger passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return PIL_FALLBACK_NOTICE not in record.getMessage()
+
+
+def quiet_pil_fallback() -> None:
+    """Install :class:`_PilFallbackFilter` on transformers' import logger, once."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    if not any(isinstance(f, _PilFallbackFilter) for f in logger.filters):
+        logger.addFilter(_PilFallbackFilter())
+
+
 def load_error(name: str, exc: Exception) -> ConfigError:
     """A model that failed to load, as a ConfigError saying how to get one that loads."""
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tastemaker.encoders.base import load_error, log, model_load_errors
+from tastemaker.encoders.base import load_error, log, model_load_errors, quiet_pil_fallback
 
 if TYPE_CHECKING:  # text and image import this module: importing them back is a cycle
     from tastemaker.encoders.image import ImageEncoder
@@ -35,6 +35,7 @@ def load_transformers_model(source: str, device: str) -> Any:
     """
     from transformers import AutoModel
 
+    quiet_pil_fallback()
     try:
         model = AutoModel.from_pretrained(source)
     except model_load_errors() as exc:  # the user's model choice: say how to fix it

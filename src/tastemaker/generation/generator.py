@@ -117,8 +117,9 @@ def load_error(model: str, exc: Exception) -> ConfigError:
 @lru_cache(maxsize=1)
 def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
     """The pipeline for ``model`` on ``device``, loaded once per process."""
-    from tastemaker.encoders.base import model_source
+    from tastemaker.encoders.base import model_load_errors, model_source, quiet_pil_fallback
 
+    quiet_pil_fallback()
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible", "use cpu")
     if device == "cpu" and torch_dtype == "float16":
@@ -139,7 +140,7 @@ def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
             pipeline = DiffusionPipeline.from_pretrained(
                 model_source(model), dtype=DTYPES[torch_dtype]
             )
-        except Exception as exc:  # any failure to load is the user's model choice
+        except model_load_errors() as exc:  # the user's model choice: say how to fix it
             raise load_error(model, exc) from exc
         finally:
             diffusers_logging.set_verbosity(verbosity)
