@@ -28,6 +28,7 @@ from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
 from tastemaker.models.multimodal import MultimodalConfig
 from tastemaker.models.registry import create_model
+from tastemaker.models.training import EpochCallback, IterativeRecommender
 
 
 def prepare(data: DataConfig, split: SplitConfig) -> Split:
@@ -74,17 +75,42 @@ def item_features(
 
 def train(
     split: Split,
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     features: Mapping[str, ItemEmbeddings] | FeaturesConfig | None = None,
+    *,
+    resume: Path | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> Recommender:
     """Fit a registered model on train, early-stopping on validation when there is one.
 
     Multimodal models also get item ``features``: given, or encoded (cached) from the
-    split's catalog as a :class:`FeaturesConfig` says (defaults when None).
+    split's catalog as a :class:`FeaturesConfig` says (defaults when None). ``resume``,
+    a folder saved by an iteratively trained model, continues that run where it stopped
+    (``spec``, when given, must name its model and may only raise epochs or patience);
+    models fitted in one go have nothing to resume (a ConfigError). Iterative models
+    call ``on_epoch`` after every epoch.
     """
-    model = create_model(spec.name, **spec.params)
     valid = split.valid if len(split.valid) else None
-    return model.fit(split.train, valid, features=model_features(model, split, features))
+    if resume is None:
+        spec = spec or ModelSpec()
+        model = create_model(spec.name, **spec.params)
+        if isinstance(model, IterativeRecommender) and on_epoch is not None:
+            model.on_epoch = on_epoch
+        return model.fit(split.train, valid, features=model_features(model, split, features))
+    saved = Recommender.load(resume)
+    if not isinstance(saved, IterativeRecommender):
+        raise ConfigError(
+            f"model '{saved.name}' in {resume} is fitted in one go, so there is no run to resume",
+            "train it again without --resume",
+        )
+    if spec is not None and spec.name != saved.name:
+        raise ConfigError(
+            f"model '{spec.name}' differs from the saved run's model '{saved.name}'",
+            "resume with the saved model, or train anew without --resume",
+        )
+    if on_epoch is not None:
+        saved.on_epoch = on_epoch
+    return saved.resume(split.train, valid, **(spec.params if spec is not None else {}))
 
 
 def model_features(

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tastemaker.atomic import check_replaceable, ensure_writable_dir, output_lock
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, ModelDirOpt, console, parse_params
+from tastemaker.cli.progress import interrupt_on_signals, progress_lines
 from tastemaker.reporting.values import format_metric
 
 # torch, polars and the models are imported inside each command, so that `--help` and
@@ -24,19 +25,52 @@ def train(
     param: Annotated[
         list[str] | None, typer.Option(help="Model hyper-parameter KEY=VALUE (repeatable).")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run saved in OUT (interrupted, or out of epochs: raise "
+            "--param epochs=N) with its settings, split, optimiser and random state.",
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Show only the final result.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also show per-epoch timings and patience.")
+    ] = False,
 ) -> None:
-    """Train a model on the train part, early-stopping on validation; save it."""
+    """Train a model on the train part, early-stopping on validation; save it.
+
+    One line per epoch goes to stderr (piped or not). Ctrl-C or SIGTERM saves the best
+    model so far to OUT (exit code 130 or 143); --resume continues it.
+    """
     from tastemaker import config, experiment
     from tastemaker.data.dataset import Split
+    from tastemaker.models.base import TrainingInterrupted
 
     tables = config.read_toml(config_file)
     spec = config.section(tables, "model", {"name": model})
     spec = spec.model_copy(update={"params": {**spec.params, **parse_params(param)}})
+    if resume and model is None and not param and "model" not in tables:
+        spec = None  # resume the saved run as it was
     ensure_writable_dir(out.parent)
-    check_replaceable(out)  # a folder with the user's files: refused before training
-    with output_lock(out):  # and no second run writes it meanwhile
+    if not resume:
+        check_replaceable(out)  # a folder with the user's files: refused before training
+    with output_lock(out), progress_lines(quiet, verbose), interrupt_on_signals() as caught:
         split = Split.load(data)
-        fitted = experiment.train(split, spec, config.section(tables, "features"))
+        features = config.section(tables, "features")
+        try:
+            fitted = experiment.train(split, spec, features, resume=out if resume else None)
+        except TrainingInterrupted as exc:
+            exc.model.save(out)
+            typer.echo(
+                f"{caught.name}: stopped after epoch {exc.epoch}; the best model so far "
+                f"(epoch {exc.model.best_epoch}) is saved to {out}; continue with --resume",
+                err=True,
+            )
+            raise typer.Exit(caught.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo(f"{caught.name}: stopped before an epoch ended; nothing saved", err=True)
+            raise typer.Exit(caught.exit_code) from None
         fitted.save(out)
         if len(split.valid):
             report = experiment.evaluate(fitted, split, "valid", config.section(tables, "eval"))

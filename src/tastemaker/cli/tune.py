@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, console, parse_params
+from tastemaker.cli.progress import progress_lines
 
 # optuna, torch and the models are imported inside each command (tests/test_cli_imports.py).
 
@@ -38,11 +39,16 @@ def tune(
     save_best: Annotated[
         bool | None, typer.Option("--save-best", help="Save the best model to OUT/best-model.")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Show only the final result.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also show every trial's per-epoch lines.")
+    ] = False,
 ) -> None:
     """Search hyper-parameters, each trial selected on validation only (test is never read).
 
     Content models (vbpr, bm3, ...) read item features encoded once, as the \\[features]
     table of --config says (the same table `train` reads), and shared by every trial.
+    One line per finished trial goes to stderr (piped or not).
     """
     from tastemaker import config, tuning
     from tastemaker.data.dataset import Split
@@ -60,20 +66,21 @@ def tune(
     values = {**tables.get("tune", {}), **{k: v for k, v in flags.items() if v is not None}}
     cfg = config.validate(tuning.TuneConfig, values, where="[tune]")
     searched = {**tuning.parse_space(cfg.space), **tuning.parse_space(space or [])}
-    result = tuning.tune(
-        Split.load(data),
-        spec.name,
-        searched,
-        params={**spec.params, **parse_params(param)},
-        n_trials=cfg.trials,
-        timeout_s=cfg.timeout,
-        metric=cfg.metric,
-        sampler=cfg.sampler,
-        seed=cfg.seed,
-        out=out,
-        save_best=cfg.save_best,
-        features=config.section(tables, "features"),
-    )
+    with progress_lines(quiet, verbose, epochs=False):
+        result = tuning.tune(
+            Split.load(data),
+            spec.name,
+            searched,
+            params={**spec.params, **parse_params(param)},
+            n_trials=cfg.trials,
+            timeout_s=cfg.timeout,
+            metric=cfg.metric,
+            sampler=cfg.sampler,
+            seed=cfg.seed,
+            out=out,
+            save_best=cfg.save_best,
+            features=config.section(tables, "features"),
+        )
     table = Table("trial", f"valid {result.metric}", "epochs", "seconds", "params")
     for t in result.top(5):
         table.add_row(

@@ -10,7 +10,8 @@ one cannot run code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -21,7 +22,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from tastemaker.atomic import atomic_path
-from tastemaker.checkpoint import read_json, read_tensors, write_json, write_tensors
+from tastemaker.checkpoint import (
+    check_recorded,
+    read_json,
+    read_tensors,
+    recorded,
+    write_json,
+    write_tensors,
+)
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import ConfigError, DataError
@@ -30,12 +38,8 @@ from tastemaker.models.registry import get_model_class
 if TYPE_CHECKING:
     from tastemaker.encoders.base import ItemEmbeddings
 
-CONFIG_FILE, WEIGHTS_FILE, IDS_FILE, LOG_FILE = (
-    "config.json",
-    "weights.safetensors",
-    "ids.json",
-    "training_log.json",
-)
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
+IDS_FILE, LOG_FILE = "ids.json", "training_log.json"
 _SEEN_INDPTR, _SEEN_INDICES = "seen.indptr", "seen.indices"
 _RECOMMEND_BATCH = 1024  # users scored at once by recommend(): bounds the dense block
 
@@ -57,6 +61,15 @@ class TrainableConfig(ModelConfig):
     early_stopping_metric: str = Field("ndcg@10", pattern=r"^[a-z_]+@[1-9][0-9]*$")
     learning_rate: PositiveFloat = 1e-3
     batch_size: PositiveInt = 2048
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during fit after an epoch: a KeyboardInterrupt whose ``model`` holds the
+    best weights so far and its (resumable) training state, so the work can be saved."""
+
+    def __init__(self, model: Recommender, epoch: int) -> None:
+        super().__init__(f"training of '{model.name}' interrupted after epoch {epoch}")
+        self.model, self.epoch = model, epoch
 
 
 def validate_config(
@@ -167,14 +180,22 @@ class Recommender(ABC):
                 "pass parts of one Split (split.train, split.valid)",
             )
         self._unfit()  # a fresh generator: fitting again gives the same model
-        try:
+        with self._unfit_on_failure():
             self._use_features(features, train.items)
             self.users, self.items, self.seen = train.users, train.items, train.to_csr()
             self._fit(train, valid)
+        return self
+
+    @contextmanager
+    def _unfit_on_failure(self) -> Iterator[None]:
+        """A failed fit leaves no half-trained model; an interrupted one keeps its best."""
+        try:
+            yield
+        except TrainingInterrupted:
+            raise
         except BaseException:
             self._unfit()
             raise
-        return self
 
     def _use_features(self, features: Mapping[str, ItemEmbeddings] | None, items: Vocab) -> None:
         """Take the item features (content models); ID models ignore them."""
@@ -293,6 +314,14 @@ class Recommender(ABC):
         """Take back what :meth:`_fixed_state` saved, removing its keys from ``tensors``."""
         return None  # no fixed state by default
 
+    def _save_extra(self, folder: Path) -> None:
+        """Write files beyond config, weights, IDs and log (iterative models: resume state)."""
+        return None  # nothing more by default
+
+    def _load_extra(self, folder: Path, fix: str) -> None:
+        """Read what :meth:`_save_extra` wrote."""
+        return None  # nothing more by default
+
     def save(self, path: Path | str) -> Path:
         """Write the model to the folder ``path`` atomically (config, weights, IDs, log)."""
         from tastemaker import __version__
@@ -312,10 +341,11 @@ class Recommender(ABC):
         }
         with atomic_path(path, directory=True) as tmp:
             write_json(tmp / CONFIG_FILE, meta)
-            write_tensors(tmp / WEIGHTS_FILE, tensors)
+            write_tensors(tmp / WEIGHTS_FILE, tensors, recorded(self.name, meta["config"]))
             write_json(tmp / IDS_FILE, {"users": users.ids, "items": items.ids}, None)
             if self.training_log is not None:
                 write_json(tmp / LOG_FILE, self.training_log, indent=1)
+            self._save_extra(tmp)
         return path
 
     @classmethod
@@ -344,6 +374,7 @@ class Recommender(ABC):
             model = model_cls(model_cls.config_class.model_validate(meta.get("config", {})))
         except ValidationError as exc:
             raise DataError(f"{path / CONFIG_FILE} has an invalid config", refit) from exc
+        check_recorded(path, CONFIG_FILE, WEIGHTS_FILE, model.name, model.config)
         ids = read_json(path / IDS_FILE, refit)
         try:
             model.users = Vocab(ids["users"], kind="user")
@@ -365,4 +396,5 @@ class Recommender(ABC):
         model._load_state(tensors)
         if (path / LOG_FILE).is_file():
             model.training_log = read_json(path / LOG_FILE, refit)
+        model._load_extra(path, refit)
         return model
