@@ -77,6 +77,22 @@ def test_prepare_train_evaluate_recommend(movielens: Path, tmp_path: Path) -> No
     assert "Grumpier Old Men (1995)" in out
 
 
+def test_recommend_for_a_new_user_from_a_list_of_items(movielens: Path, tmp_path: Path) -> None:
+    split_dir, model_dir = tmp_path / "split", tmp_path / "model"
+    assert run("data", "prepare", "--dataset", movielens, "--out", split_dir)[0] == 0
+    assert run("train", "--data", split_dir, "--model", "itemknn", "--out", model_dir)[0] == 0
+    code, out = run("recommend", "--data", split_dir, "--model-dir", model_dir, "--items", "1,2")
+    assert code == 0, out
+    assert "(new user)" in out and "Toy Story (1995)" not in out  # movie 1: given, not advised
+    code, out = run("recommend", "--data", split_dir, "--model-dir", model_dir)
+    assert_user_error(code, out, "--user", "--items")
+    assert run("train", "--data", split_dir, "--model", "bpr", "--param", "epochs=1",
+               "--out", tmp_path / "bpr")[0] == 0  # fmt: skip
+    bpr = tmp_path / "bpr"
+    code, out = run("recommend", "--data", split_dir, "--model-dir", bpr, "--items", "1")
+    assert_user_error(code, out, "cannot score a user known only by", "itemknn")
+
+
 def test_config_file_and_flags(movielens: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'[data]\ndataset = "{movielens}"\n[split]\nkind = "ratio"\nseed = 5\n')

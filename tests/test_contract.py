@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from tastemaker import Split
 from tastemaker.data.splits import leave_one_out, random_ratio
 from tastemaker.encoders.base import ItemEmbeddings
-from tastemaker.errors import ConfigError
+from tastemaker.errors import ConfigError, DataError
 from tastemaker.models import Recommender
+from tastemaker.models.fold_in import FoldsIn, fold_in_models, recommend_for_items
 from tastemaker.models.registry import available_models, get_model_class
 from tastemaker.models.sequential import SequentialRecommender
 
@@ -181,3 +183,31 @@ def test_one_tuning_trial_succeeds(
     )
     assert [t.state for t in result.trials] == ["complete"]
     assert result.best.value is not None and np.isfinite(result.best.value)
+
+
+def test_fold_in_reproduces_a_known_users_scores_or_says_it_cannot(fitted: Case) -> None:
+    """A model that folds in new users scores a user known only by a list of items as
+    it scores a training user with those items (their training history, oldest first)."""
+    model, train = fitted.model, fitted.split.train
+    if not isinstance(model, FoldsIn):
+        with pytest.raises(ConfigError, match="cannot score a user known only by"):
+            recommend_for_items(model, ["i0"])
+        return
+    frame = train.frame.filter(pl.col("user_id") == "u3").sort("timestamp")
+    history = frame["item_id"].to_list()
+    known = model.score_indices(model.users.index(["u3"]))[0]
+    assert torch.allclose(model.fold_in_scores(model.items.index(history)), known, atol=1e-5)
+    recs = recommend_for_items(model, history, k=5)
+    assert recs.height == 5 and not set(recs["item_id"]) & set(history)
+    assert recs["score"].is_sorted(descending=True)
+
+
+def test_fold_in_refuses_what_it_cannot_use(splits: dict[str, Split]) -> None:
+    model = get_model_class("itemknn")(k=5).fit(splits["other"].train)
+    with pytest.raises(ConfigError, match="no items were given"):
+        recommend_for_items(model, [])
+    with pytest.raises(ConfigError, match="one string"):
+        recommend_for_items(model, "i0")
+    with pytest.raises(DataError, match="nope"):
+        recommend_for_items(model, ["i0", "nope"])
+    assert {"itemknn", "ease", "most_popular", "sasrec"} <= set(fold_in_models())

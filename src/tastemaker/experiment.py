@@ -26,6 +26,7 @@ from tastemaker.errors import ConfigError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.evaluation.report import EvaluationReport
 from tastemaker.models.base import Recommender
+from tastemaker.models.fold_in import recommend_for_items
 from tastemaker.models.multimodal import MultimodalConfig
 from tastemaker.models.registry import create_model
 from tastemaker.models.training import EpochCallback, IterativeRecommender
@@ -152,6 +153,17 @@ def recommend(model: Recommender, split: Split, users: Sequence[str], k: int = 1
     # Everything known about the users: sequential models condition on it, and none of
     # it is recommended back.
     known = Interactions.concat([split.train, split.valid, split.test])
-    recs = model.recommend(wanted, k=k, context=known)
+    return _with_titles(model.recommend(wanted, k=k, context=known), split)
+
+
+def recommend_new_user(
+    model: Recommender, split: Split, items: Sequence[str], k: int = 10
+) -> pl.DataFrame:
+    """Top-``k`` items, with titles, for a user the model was not trained on, known only by
+    ``items`` (raw IDs, oldest first): fold-in, no retraining (:mod:`models.fold_in`)."""
+    return _with_titles(recommend_for_items(model, items, k), split)
+
+
+def _with_titles(recs: pl.DataFrame, split: Split) -> pl.DataFrame:
     titles = split.catalog.frame.select("item_id", "title")
     return recs.join(titles, on="item_id", how="left", maintain_order="left")

@@ -11,6 +11,7 @@ from rich.table import Table
 from tastemaker.atomic import check_replaceable, ensure_writable_dir, output_lock
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, ModelDirOpt, console, parse_params
 from tastemaker.cli.progress import interrupt_on_signals, progress_lines
+from tastemaker.errors import ConfigError
 from tastemaker.reporting.values import format_metric
 
 # torch, polars and the models are imported inside each command, so that `--help` and
@@ -108,16 +109,39 @@ def evaluate(
 def recommend(
     data: DataDirOpt,
     model_dir: ModelDirOpt,
-    user: Annotated[list[str], typer.Option("--user", help="Raw user ID (repeatable).")],
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="Raw user ID (repeatable).")
+    ] = None,
+    items: Annotated[
+        str | None,
+        typer.Option(
+            "--items",
+            help="A new user's item IDs, comma-separated, oldest first: recommendations "
+            "without retraining (fold-in).",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
 ) -> None:
-    """Top-k unseen items for users, shown with titles."""
+    """Top-k unseen items for users (or for a new user given by --items), with titles."""
+    import polars as pl
+
     from tastemaker import experiment
     from tastemaker.data.dataset import Split
     from tastemaker.models.base import Recommender
 
+    if (user is None) == (items is None):
+        raise ConfigError(
+            "recommend needs either --user (known users) or --items (a new user's items)",
+            "e.g. --user 196, or --items 50,172,181",
+        )
     split = Split.load(data)
-    recs = experiment.recommend(Recommender.load(model_dir), split, user, k)
+    model = Recommender.load(model_dir)
+    if items is not None:
+        wanted = [i.strip() for i in items.split(",") if i.strip()]
+        recs = experiment.recommend_new_user(model, split, wanted, k)
+        recs = recs.with_columns(user_id=pl.lit("(new user)"))
+    else:
+        recs = experiment.recommend(model, split, user or [], k)
     table = Table("user", "rank", "item", "title", "score")
     for row in recs.iter_rows(named=True):
         table.add_row(

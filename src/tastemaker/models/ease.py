@@ -21,6 +21,7 @@ from pydantic import PositiveFloat
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
 from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.fold_in import one_hot_row
 from tastemaker.models.registry import register
 
 _COPIES = 3  # dense n_items² float32 matrices alive at once: Gram, LU workspace, inverse
@@ -101,6 +102,11 @@ class EASE(Recommender):
         if self.seen is None:
             raise self.not_fitted_error()
         return torch.from_numpy(np.asarray(self.seen[user_idx] @ self.weights.numpy()))
+
+    def fold_in_scores(self, items: np.ndarray) -> torch.Tensor:
+        """A new user's item row times the item-item weights, as a known user's row is."""
+        row = one_hot_row(items, self.n_items)
+        return torch.from_numpy(np.asarray(row @ self.weights.numpy())[0])
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights}

@@ -17,6 +17,7 @@ from pydantic import NonNegativeFloat, PositiveInt
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.fold_in import one_hot_row
 from tastemaker.models.registry import register
 
 _CHUNK_CELLS = 1 << 23  # dense similarity cells computed at once (~32 MB of float32)
@@ -79,6 +80,12 @@ class ItemKNN(Recommender):
         if self.seen is None:
             raise self.not_fitted_error()
         block = (self.seen[user_idx] @ self.similarity).toarray()
+        return torch.from_numpy(block.astype(np.float32, copy=False))
+
+    def fold_in_scores(self, items: np.ndarray) -> torch.Tensor:
+        """A new user's items summed through the neighbour matrix, as a known user's are."""
+        row = one_hot_row(items, self.n_items)
+        block = (row @ self.similarity).toarray()[0]
         return torch.from_numpy(block.astype(np.float32, copy=False))
 
     def _state(self) -> dict[str, torch.Tensor]:

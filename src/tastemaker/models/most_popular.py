@@ -27,6 +27,10 @@ class MostPopular(Recommender):
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.popularity.repeat(len(user_idx), 1)
 
+    def fold_in_scores(self, items: np.ndarray) -> torch.Tensor:
+        """Popularity: the same for a new user as for every other."""
+        return self.popularity.clone()
+
     def _state(self) -> dict[str, torch.Tensor]:
         return {"popularity": self.popularity}
 

@@ -287,6 +287,19 @@ class SequentialRecommender(IterativeRecommender):
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.user_states(user_idx, context) @ self._item_weights().T
 
+    @torch.no_grad()
+    def fold_in_scores(self, items: np.ndarray) -> torch.Tensor:
+        """A new user's items (oldest first) read by the network as a known user's are."""
+        if self.network is None:
+            raise self.not_fitted_error()
+        items = np.asarray(items, dtype=np.int64)
+        sequences, lengths = last_items(
+            np.zeros(len(items), np.int64), items, 1, self.n_items, self.config.max_len
+        )
+        self.network.eval()
+        state = self.network.last_states(trim_padding(sequences, lengths), lengths)
+        return (state @ self._item_weights().T)[0]
+
     # --------------------------------------------------------------- persistence
     def _state(self) -> dict[str, torch.Tensor]:
         if self.network is None:
