@@ -84,6 +84,9 @@ def test_generate_follows_the_scenario_file_and_flags_win(saved, tmp_path: Path)
         "--out", out,
     )  # fmt: skip
     assert code == 0, output
+    # What it did shows as lines (CliRunner's output is not a terminal, as a pipe is not).
+    assert "1 weight x 1 seed = 1 image, 2 denoising steps each" in output
+    assert "generate: 1/1 images" in output
     assert Image.open(out / "candidates" / "00.png").size == (32, 32)
     generator = json.loads((out / "result.json").read_text())["components"]["generator"]
     assert (generator["num_inference_steps"], generator["num_images"]) == (2, 1)  # flags win

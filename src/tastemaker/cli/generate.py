@@ -21,6 +21,7 @@ from rich.table import Table
 
 from tastemaker.atomic import atomic_path
 from tastemaker.cli.common import console
+from tastemaker.cli.progress import progress_lines
 from tastemaker.errors import ConfigError
 from tastemaker.generation.html import number
 
@@ -233,10 +234,9 @@ def generate(
     pipe = PersonalizedGenerationPipeline(config)
     conversation = parse_turns(turn) if turn else None
     pipe.describe(dataset, user, item, conversation=conversation)  # bad input: fail before loading
-    pipe.load()
-    result = pipe(
-        dataset, user, item, conversation=conversation, method=method, progress=show_progress()
-    )
+    with progress_lines(quiet=False, verbose=False):  # stage and image lines, piped or not
+        pipe.load()
+        result = pipe(dataset, user, item, conversation=conversation, method=method)
     target = out or Path("generated") / f"user{user}-{result.item_id}"
     result.save(target)
     _print_result(result, target)

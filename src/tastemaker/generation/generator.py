@@ -14,6 +14,8 @@ precision, and the same whatever the batch it was drawn in.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +29,8 @@ from tastemaker.atomic import atomic_path
 from tastemaker.config import validate
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.hub import check_hub_model
+
+log = logging.getLogger("tastemaker.generation")  # progress lines; the CLI shows them
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -125,6 +129,7 @@ def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible", "use cpu")
     if device == "cpu" and torch_dtype == "float16":
         raise ConfigError("float16 diffusion does not run on the CPU", "use float32 or bfloat16")
+    log.debug("loading the generator %s on %s", model, device)
     if model == TINY:
         from tastemaker.generation.tiny import tiny_stable_diffusion
 
@@ -264,6 +269,7 @@ class ImageGenerator:
         height, width = self.resolution
         result = GeneratedImages([], [], [])
         bar = tqdm(total=len(jobs), desc="generate", unit="image", disable=not progress or None)
+        began = time.perf_counter()
         for start in range(0, len(jobs), c.batch_size):
             chunk = jobs[start : start + c.batch_size]
             rows = [row for row, _ in chunk]
@@ -288,5 +294,10 @@ class ImageGenerator:
             result.seeds.extend(seed for _, seed in chunk)
             result.rows.extend(rows)
             bar.update(len(chunk))
+            done, elapsed = len(result.images), time.perf_counter() - began
+            log.info(
+                "generate: %d/%d images, %.1f s, ETA %.0f s",
+                done, len(jobs), elapsed, elapsed / done * (len(jobs) - done),
+            )  # fmt: skip
         bar.close()
         return result

@@ -24,6 +24,7 @@ train: soft tokens are trained by :mod:`~tastemaker.generation.soft_training`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ from tastemaker.generation.history import (
 )
 from tastemaker.generation.result import Candidate, GenerationResult, Prepared
 from tastemaker.generation.scenario import METHODS
+from tastemaker.reporting.values import plural
+
+log = logging.getLogger("tastemaker.generation")  # progress lines; the CLI shows them
 
 if TYPE_CHECKING:
     from tastemaker.generation.scoring import ImageTextScorer
@@ -182,6 +186,11 @@ class PersonalizedGenerationPipeline(PipelineComponents):
         seconds = {"conditions": time.perf_counter() - start}
         start = time.perf_counter()
         seeds = [generator.config.seed + i for i in range(n)]
+        log.info(
+            "%s x %s = %s, %s each",
+            plural(len(grid), "weight"), plural(n, "seed"), plural(len(grid) * n, "image"),
+            plural(generator.config.num_inference_steps, "denoising step"),
+        )  # fmt: skip
         images = generator.generate(
             _stack([c.embeds for c in conditions]),
             _stack([c.negative for c in conditions]),
