@@ -38,9 +38,9 @@ def save_bpr(split: Split, folder: Path, epochs: int) -> BPR:
     return model
 
 
-def table_rows(page: str) -> list[list[str]]:
-    """The body rows of the page's summary table, as cell texts (markup-independent)."""
-    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+def table_rows(page: str, table: int = 0) -> list[list[str]]:
+    """The body rows of the page's ``table``-th table (0: the summary), as cell texts."""
+    body = page.split("<tbody>")[table + 1].split("</tbody>", 1)[0]
     return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
 
 
@@ -100,7 +100,7 @@ def test_report_on_a_model_without_training_log(split: Split, tmp_path: Path) ->
 
 def test_training_report_of_models_in_memory(split: Split, tmp_path: Path) -> None:
     """No saved folder needed: a fitted model's own log is summarised."""
-    fitted = {"three": fit_bpr(split, 3), "five": fit_bpr(split, 5)}
+    fitted = {"three": fit_bpr(split, 3), "five": fit_bpr(split, 5, reg=1e-5)}
     summaries = training_report(fitted, tmp_path / "curves.html")
     for summary, (label, model) in zip(summaries, fitted.items(), strict=True):
         log = model.training_log
@@ -109,7 +109,14 @@ def test_training_report_of_models_in_memory(split: Split, tmp_path: Path) -> No
         assert summary.best_value == max(r["ndcg@10"] for r in log)
         assert summary.mean_seconds == pytest.approx(sum(r["seconds"] for r in log) / len(log))
     assert (tmp_path / "curves.png").read_bytes().startswith(PNG_MAGIC)
-    assert [r[0] for r in table_rows((tmp_path / "curves.html").read_text())] == list(fitted)
+    page = (tmp_path / "curves.html").read_text()
+    assert [r[0] for r in table_rows(page)] == list(fitted)
+    # What each run was, side by side: its hyper-parameters and the data it saw.
+    settings = {row[0]: row[1:] for row in table_rows(page, 1)}
+    assert settings["epochs"] == ["3", "5"] and settings["factors"] == ["8", "8"]
+    assert settings["reg"][1] == "1e-05"  # as set, not rounded to 0.0000
+    digest = split.train.content_hash()[:12]
+    assert settings["train data hash"] == [f"{digest}…"] * 2
 
 
 def test_training_report_refuses_what_it_cannot_overlay(split: Split, tmp_path: Path) -> None:

@@ -122,7 +122,14 @@ def render_report(
 
 
 def training_page(
-    title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], chart: bytes | None
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    chart: bytes | None,
+    settings: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
 ) -> str:
-    """A standalone page of training curves: a summary table and the curve chart."""
-    return render("training.html.j2", title=title, header=header, rows=rows, chart=chart)
+    """A standalone page of training curves: a summary table, the curve chart and, when
+    given, the runs' settings (hyper-parameters and data identity) side by side."""
+    return render(
+        "training.html.j2", title=title, header=header, rows=rows, chart=chart, settings=settings
+    )

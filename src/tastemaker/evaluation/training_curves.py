@@ -82,5 +82,26 @@ def training_report(models: Mapping[str, object], out: Path) -> list[TrainingSum
     ]
     out = Path(out)
     write_bytes(out.with_suffix(".png"), chart)
-    write_text(out, training_page("Training curves", header, rows, chart))
+    page = training_page("Training curves", header, rows, chart, settings_table(models))
+    write_text(out, page)
     return summaries
+
+
+def settings_table(models: Mapping[str, object]) -> tuple[list[str], list[list[Any]]]:
+    """What each run was: its hyper-parameters, how it stopped and the data it saw (the
+    train and valid content hashes, when the model keeps its training state), one row per
+    setting and one column per run, so two runs' differences read across a row."""
+    columns: dict[str, dict[str, Any]] = {}
+    for label, model in models.items():
+        config = getattr(model, "config", None)
+        values = dict(config.model_dump(mode="json")) if hasattr(config, "model_dump") else {}
+        state = getattr(model, "training_state", None)
+        if state is not None:
+            values["stopped"] = state.stopped
+            for part, digest in state.hashes.items():
+                values[f"{part} data hash"] = f"{digest[:12]}…" if digest else None
+        # As written (1e-05 stays 1e-05, never a rounded 0.0000); unset stays "–".
+        columns[label] = {k: None if v is None else str(v) for k, v in values.items()}
+    names = list(dict.fromkeys(k for values in columns.values() for k in values))
+    rows = [[name, *(columns[label].get(name) for label in columns)] for name in names]
+    return ["setting", *columns], rows
