@@ -50,5 +50,8 @@ def test_column_digits_tells_number_columns_from_text_and_rounds_large_figures()
 
 
 def test_table_macro_cells_are_not_markdown_escaped() -> None:
-    page = render("training.html.j2", title="t", header=["a", "b"], rows=[["x|y", 1.5]], chart=None)
+    page = render(
+        "training.html.j2", title="t", header=["a", "b"], rows=[["x|y", 1.5]], chart=None,
+        settings=None,
+    )  # fmt: skip
     assert "x|y" in page and "x\\|y" not in page

@@ -39,6 +39,7 @@ def demo(
     """Prepare the embedded data, encode item text (and posters), train the baselines and a
     multimodal model, print a leaderboard, a cold-start line and recommendations."""
     from tastemaker import config
+    from tastemaker.cli.progress import progress_lines
     from tastemaker.demo import SHOWN_METRICS, run_demo
     from tastemaker.reporting.values import shown
 
@@ -48,9 +49,10 @@ def demo(
     split_cfg = config.section(tables, "split")
     features = config.section(tables, "features")
     names = [m.strip() for m in models.split(",") if m.strip()]
-    result = run_demo(
-        out, data=data_cfg, split=split_cfg, models=names, features=features, n_users=users
-    )
+    with progress_lines(quiet=False, verbose=False):  # each model's epochs, piped or not
+        result = run_demo(
+            out, data=data_cfg, split=split_cfg, models=names, features=features, n_users=users
+        )
 
     console.print(f"\n[bold]{result.split!r}[/bold]")
     board = Table("model", *SHOWN_METRICS, title="Test leaderboard (scored once, at the end)")
