@@ -151,8 +151,11 @@ def test_a_loaded_model_refits_to_the_same_model(fitted: Case, tmp_path: Path) -
 
 @pytest.mark.parametrize("name", MODELS)
 def test_an_unknown_parameter_is_a_config_error(name: str) -> None:
-    with pytest.raises(ConfigError, match="unknown parameter 'no_such_knob'"):
+    with pytest.raises(ConfigError, match=f"model '{name}': unknown parameter 'no_such_knob'"):
         get_model_class(name)(no_such_knob=1)
+    config_class = get_model_class(name).config_class  # built directly: the same one line
+    with pytest.raises(ConfigError, match=r"seed='x' is invalid"):
+        config_class(seed="x")
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -89,7 +89,7 @@ def unisrec(
     """Pretrain UniSRec on a data set's sequences (leave-one-out unless \\[split] says
     otherwise; early-stopped on validation), for `train --model unisrec --param pretrained=OUT`."""
     from tastemaker import config, experiment
-    from tastemaker.models.base import validate_config
+    from tastemaker.models.config import validate_config
     from tastemaker.pretrain.unisrec import UniSRecPretrainConfig, pretrain_unisrec
 
     tables = config.read_toml(config_file)

@@ -5,10 +5,11 @@ which registers its name with the registry.
 """
 
 from tastemaker.models.als import ALS, ALSConfig
-from tastemaker.models.base import ModelConfig, Recommender, TrainableConfig
+from tastemaker.models.base import Recommender
 from tastemaker.models.bm3 import BM3, BM3Config
 from tastemaker.models.bpr import BPR, BPRConfig
 from tastemaker.models.clcrec import CLCRec, CLCRecConfig
+from tastemaker.models.config import ModelConfig, TrainableConfig
 from tastemaker.models.ease import EASE, EASEConfig
 from tastemaker.models.freedom import FREEDOM, FREEDOMConfig
 from tastemaker.models.gru4rec import GRU4Rec, GRU4RecConfig

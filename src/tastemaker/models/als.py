@@ -19,7 +19,7 @@ import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from tastemaker.data.interactions import Interactions
-from tastemaker.models.base import TrainableConfig
+from tastemaker.models.config import TrainableConfig
 from tastemaker.models.lightgcn import csr_tensor
 from tastemaker.models.registry import register
 from tastemaker.models.training import IterativeRecommender

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import ValidationError
 
 from tastemaker.atomic import atomic_path
 from tastemaker.checkpoint import (
@@ -33,6 +33,7 @@ from tastemaker.checkpoint import (
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import ConfigError, DataError
+from tastemaker.models.config import ModelConfig, validate_config
 from tastemaker.models.registry import get_model_class
 
 if TYPE_CHECKING:
@@ -44,25 +45,6 @@ _SEEN_INDPTR, _SEEN_INDICES = "seen.indptr", "seen.indices"
 _RECOMMEND_BATCH = 1024  # users scored at once by recommend(): bounds the dense block
 
 
-class ModelConfig(BaseModel):
-    """Base of every model's typed config; unknown fields are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 42
-
-
-class TrainableConfig(ModelConfig):
-    """Settings of models trained for several epochs with early stopping on validation."""
-
-    epochs: PositiveInt = 100
-    patience: PositiveInt = 10
-    eval_every: PositiveInt = 1
-    early_stopping_metric: str = Field("ndcg@10", pattern=r"^[a-z_]+@[1-9][0-9]*$")
-    learning_rate: PositiveFloat = 1e-3
-    batch_size: PositiveInt = 2048
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during fit after an epoch: a KeyboardInterrupt whose ``model`` holds the
     best weights so far and its (resumable) training state, so the work can be saved."""
@@ -70,25 +52,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, model: Recommender, epoch: int) -> None:
         super().__init__(f"training of '{model.name}' interrupted after epoch {epoch}")
         self.model, self.epoch = model, epoch
-
-
-def validate_config(
-    config_class: type[ModelConfig], name: str, values: dict[str, Any]
-) -> ModelConfig:
-    """``config_class(**values)``, turning pydantic's report into a one-line ConfigError."""
-    try:
-        return config_class.model_validate(values)
-    except ValidationError as exc:
-        problems, fixes = [], []
-        for err in exc.errors():
-            field = ".".join(str(part) for part in err["loc"]) or "config"
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown parameter '{field}'")
-                fixes.append(f"use only {', '.join(config_class.model_fields)}")
-            else:
-                problems.append(f"{field}={err['input']!r} is invalid")
-                fixes.append(err["msg"].replace("Input", field, 1))
-        raise ConfigError(f"model '{name}': {'; '.join(problems)}", "; ".join(fixes)) from None
 
 
 class Recommender(ABC):

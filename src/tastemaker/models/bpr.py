@@ -15,7 +15,7 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
-from tastemaker.models.base import TrainableConfig
+from tastemaker.models.config import TrainableConfig
 from tastemaker.models.registry import register
 from tastemaker.models.training import IterativeRecommender
 

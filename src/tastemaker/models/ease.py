@@ -20,7 +20,8 @@ from pydantic import PositiveFloat
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import Recommender
+from tastemaker.models.config import ModelConfig
 from tastemaker.models.fold_in import one_hot_row
 from tastemaker.models.registry import register
 

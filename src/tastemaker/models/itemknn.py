@@ -16,7 +16,8 @@ import torch
 from pydantic import NonNegativeFloat, PositiveInt
 
 from tastemaker.data.interactions import Interactions
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import Recommender
+from tastemaker.models.config import ModelConfig
 from tastemaker.models.fold_in import one_hot_row
 from tastemaker.models.registry import register
 

@@ -40,8 +40,8 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.vocab import Vocab
 from tastemaker.encoders.base import ItemEmbeddings, Modality
 from tastemaker.errors import ConfigError, DataError
-from tastemaker.models.base import TrainableConfig
 from tastemaker.models.bpr import PairSampler
+from tastemaker.models.config import TrainableConfig
 from tastemaker.models.training import IterativeRecommender
 
 FEATURE_PREFIX = "content."

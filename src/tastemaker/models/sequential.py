@@ -32,7 +32,7 @@ from pydantic import PositiveInt
 
 from tastemaker.data.interactions import TIMESTAMP, Interactions
 from tastemaker.errors import DataError
-from tastemaker.models.base import TrainableConfig
+from tastemaker.models.config import TrainableConfig
 from tastemaker.models.training import IterativeRecommender
 
 SEQUENCES, LENGTHS, NETWORK = "sequences", "lengths", "network."

@@ -34,12 +34,8 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.evaluation.metrics import METRICS
 from tastemaker.evaluation.ranking import evaluate
-from tastemaker.models.base import (
-    Recommender,
-    TrainableConfig,
-    TrainingInterrupted,
-    validate_config,
-)
+from tastemaker.models.base import Recommender, TrainingInterrupted
+from tastemaker.models.config import TrainableConfig, validate_config
 from tastemaker.models.training_state import StopReason, TrainingState, load_state, save_state
 
 logger = logging.getLogger(__name__)
