@@ -64,7 +64,7 @@ def _foreign_entries(folder: Path) -> list[str]:
     return [name for name in present if name not in written]
 
 
-def check_replaceable(path: Path) -> None:
+def _check_replaceable(path: Path) -> None:
     """Raise :class:`OutputError` unless ``path`` is absent, empty or a tastemaker output."""
     if not path.exists():
         return
@@ -178,12 +178,14 @@ def output_lock(path: Path) -> Iterator[None]:
     """Hold the writer lock of the output ``path`` (``.<name>.lock`` beside it) meanwhile.
 
     A command takes it for its whole run, so a second run writing the same folder is
-    refused at once instead of silently winning last; nested holds in one process
-    (the command, then :func:`atomic_path` saving into it) share the one lock.
+    refused at once instead of silently winning last, and so is a folder holding files
+    tastemaker did not write (checked here, before any work); nested holds in one
+    process (the command, then :func:`atomic_path` saving into it) share the one lock.
     """
     path = _absolute(path)
     lock = path.parent / f".{path.name}.lock"
     if lock not in _HELD:
+        _check_replaceable(path)
         ensure_writable_dir(path.parent)
         _acquire(lock, path)
     _HELD[lock] = _HELD.get(lock, 0) + 1
@@ -209,7 +211,6 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     path = _absolute(path)
     with contextlib.ExitStack() as stack:
         if directory:
-            check_replaceable(path)
             stack.enter_context(output_lock(path))
         with _replacing(path, directory) as tmp:
             yield tmp
@@ -225,7 +226,7 @@ def _replacing(path: Path, directory: bool) -> Iterator[Path]:
         if directory:
             entries = sorted(entry.name for entry in tmp.iterdir())
             (tmp / OUTPUT_MARKER).write_text(json.dumps(entries), encoding="utf-8")
-            check_replaceable(path)
+            _check_replaceable(path)
         if directory and path.is_dir():
             old = _temporary(parent, f".{path.name}.old-", directory=True)
             os.replace(path, old / "previous")

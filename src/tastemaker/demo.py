@@ -22,7 +22,6 @@ import numpy as np
 from tastemaker import experiment
 from tastemaker.atomic import (
     atomic_path,
-    check_replaceable,
     ensure_writable_dir,
     output_lock,
     write_bytes,
@@ -74,8 +73,9 @@ def run_demo(
     """
     out = Path(out)
     ensure_writable_dir(out.parent)
-    check_replaceable(out)  # a folder holding the user's files: refused before any work
-    with output_lock(out):  # and no second run writes the same folder meanwhile
+    # A folder holding the user's files is refused before any work, and no second run
+    # writes the same folder meanwhile.
+    with output_lock(out):
         data_split = experiment.prepare(data or DataConfig(), split or SplitConfig())
         names = models or DEMO_MODELS
         specs = [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in names]

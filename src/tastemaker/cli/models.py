@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker.atomic import check_replaceable, ensure_writable_dir, output_lock
+from tastemaker.atomic import ensure_writable_dir, output_lock
 from tastemaker.cli.common import ConfigOpt, DataDirOpt, ModelDirOpt, console, parse_params
 from tastemaker.cli.progress import interrupt_on_signals, progress_lines
 from tastemaker.errors import ConfigError
@@ -54,8 +54,7 @@ def train(
     if resume and model is None and not param and "model" not in tables:
         spec = None  # resume the saved run as it was
     ensure_writable_dir(out.parent)
-    if not resume:
-        check_replaceable(out)  # a folder with the user's files: refused before training
+    # The lock refuses a folder holding the user's files before training, and a second run.
     with output_lock(out), progress_lines(quiet, verbose), interrupt_on_signals() as caught:
         split = Split.load(data)
         features = config.section(tables, "features")

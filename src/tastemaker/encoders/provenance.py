@@ -9,15 +9,14 @@ local file, that file's SHA-256 (read once per process per file version).
 
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
 from pathlib import Path
 
+from tastemaker.atomic import file_sha256
 from tastemaker.errors import ConfigError
 
 NOT_INSTALLED = "not installed"
 WEIGHTS_SHA256 = "weights_sha256"  # the key of the weights file's hash in computed_by
-_CHUNK = 1 << 20
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
@@ -34,17 +33,14 @@ def package_versions(*distributions: str) -> dict[str, str]:
     return {name: package_version(name) for name in distributions}
 
 
-def file_sha256(path: Path | str) -> str:
-    """The SHA-256 of a file, read once per process while its path, size and mtime stay."""
+def weights_sha256(path: Path | str) -> str:
+    """:func:`~tastemaker.atomic.file_sha256` of a weights file, read once per process
+    while its path, size and mtime stay (signatures are asked for often; 90 MB is not)."""
     path = Path(path).resolve()
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as file:
-            while chunk := file.read(_CHUNK):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = file_sha256(path)
     return _DIGESTS[key]
 
 
@@ -58,7 +54,7 @@ def computed_by(*distributions: str, weights: Path | None = None) -> dict[str, s
     found = package_versions(*distributions)
     if weights is not None:
         try:
-            found[WEIGHTS_SHA256] = file_sha256(weights)
+            found[WEIGHTS_SHA256] = weights_sha256(weights)
         except OSError as exc:
             raise ConfigError(
                 f"cannot read the model weights {weights} ({exc})",
