@@ -24,7 +24,12 @@ from tastemaker.data.splits import leave_one_out, random_ratio
 from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.models import Recommender
-from tastemaker.models.fold_in import FoldsIn, fold_in_models, recommend_for_items
+from tastemaker.models.fold_in import (
+    FoldsIn,
+    SolvesUserVector,
+    fold_in_models,
+    recommend_for_items,
+)
 from tastemaker.models.registry import available_models, get_model_class
 from tastemaker.models.sequential import SequentialRecommender
 
@@ -199,7 +204,8 @@ def test_fold_in_reproduces_a_known_users_scores_or_says_it_cannot(fitted: Case)
     frame = train.frame.filter(pl.col("user_id") == "u3").sort("timestamp")
     history = frame["item_id"].to_list()
     known = model.score_indices(model.users.index(["u3"]))[0]
-    assert torch.allclose(model.fold_in_scores(model.items.index(history)), known, atol=1e-5)
+    if not isinstance(model, SolvesUserVector):  # a solved user vector estimates (test_fold_in_mf)
+        assert torch.allclose(model.fold_in_scores(model.items.index(history)), known, atol=1e-5)
     recs = recommend_for_items(model, history, k=5)
     assert recs.height == 5 and not set(recs["item_id"]) & set(history)
     assert recs["score"].is_sorted(descending=True)

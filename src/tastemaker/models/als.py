@@ -20,6 +20,7 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.config import TrainableConfig
+from tastemaker.models.fold_in import SolvesUserVector, UserSystem
 from tastemaker.models.lightgcn import csr_tensor
 from tastemaker.models.registry import register
 from tastemaker.models.training import IterativeRecommender
@@ -95,13 +96,18 @@ def solve_rows(
 
 
 @register
-class ALS(IterativeRecommender):
-    """Implicit-feedback ALS (weighted MF), solved by batched conjugate gradient."""
+class ALS(SolvesUserVector, IterativeRecommender):
+    """Implicit-feedback ALS (weighted MF), solved by batched conjugate gradient; a new
+    user folds in by solving eq. 4 exactly against the item factors (:mod:`.fold_in`)."""
 
     name = "als"
     config_class = ALSConfig
     config: ALSConfig
     state_keys = ("user_factors", "item_factors")
+
+    def _unfit(self) -> None:
+        super()._unfit()
+        self._gram: torch.Tensor | None = None  # YᵀY of the current item factors
 
     def _prepare(self, train: Interactions) -> None:
         if self.seen is None:
@@ -119,6 +125,7 @@ class ALS(IterativeRecommender):
 
     def _train_epoch(self) -> float:
         """One user and one item sweep; the objective per training interaction."""
+        self._gram = None  # the item factors are about to change
         users, items = self.user_factors, self.item_factors
         reg, steps = self.config.reg, self.config.cg_steps
         solve_rows(users, items, self._by_user, reg, steps)
@@ -130,9 +137,16 @@ class ALS(IterativeRecommender):
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.user_factors[torch.from_numpy(user_idx)] @ self.item_factors.T
 
+    def user_system(self) -> UserSystem:
+        if self._gram is None:
+            self._gram = self.item_factors.T.double() @ self.item_factors.double()
+        cfg = self.config
+        return UserSystem(self.item_factors, reg=cfg.reg, alpha=cfg.alpha, gram=self._gram)
+
     def _state(self) -> dict[str, torch.Tensor]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.user_factors = tensors["user_factors"]
         self.item_factors = tensors["item_factors"]
+        self._gram = None

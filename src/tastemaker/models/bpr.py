@@ -16,6 +16,7 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import DataError
 from tastemaker.models.config import TrainableConfig
+from tastemaker.models.fold_in import SolvesUserVector, UserSystem
 from tastemaker.models.registry import register
 from tastemaker.models.training import IterativeRecommender
 
@@ -78,8 +79,9 @@ class PairSampler:
 
 
 @register
-class BPR(IterativeRecommender):
-    """Bayesian Personalized Ranking over user and item embeddings, trained with Adam."""
+class BPR(SolvesUserVector, IterativeRecommender):
+    """Bayesian Personalized Ranking over user and item embeddings, trained with Adam;
+    a new user folds in by a ridge vector against the item embeddings (:mod:`.fold_in`)."""
 
     name = "bpr"
     config_class = BPRConfig
@@ -132,6 +134,9 @@ class BPR(IterativeRecommender):
     @torch.no_grad()
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.user_embedding[torch.from_numpy(user_idx)] @ self.item_embedding.T
+
+    def user_system(self) -> UserSystem:
+        return UserSystem(self.item_embedding)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"user_embedding": self.user_embedding, "item_embedding": self.item_embedding}

@@ -25,6 +25,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.bpr import BPR, BPRConfig
+from tastemaker.models.fold_in import UserSystem
 from tastemaker.models.registry import register
 
 
@@ -130,11 +131,19 @@ class LightGCN(BPR):
         return super()._train_epoch()
 
     @torch.no_grad()
-    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
+    def _propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final user and item embeddings, propagated once per set of weights."""
         if self._final is None:
             self._final = self._embeddings()
-        users, items = self._final
+        return self._final
+
+    def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
+        users, items = self._propagated()
         return users[torch.from_numpy(user_idx)] @ items.T
+
+    def user_system(self) -> UserSystem:
+        """A new user's final embedding is solved against the final item embeddings."""
+        return UserSystem(self._propagated()[1])
 
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         super()._load_state(tensors)

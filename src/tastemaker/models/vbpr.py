@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
+from tastemaker.models.fold_in import SolvesUserVector, UserSystem
 from tastemaker.models.multimodal import (
     ContentProjection,
     ContentRecommender,
@@ -71,8 +72,9 @@ class _VBPRNet(torch.nn.Module):
 
 
 @register
-class VBPR(ContentRecommender):
-    """BPR-MF plus a content term, so items with no interactions are scored from content."""
+class VBPR(SolvesUserVector, ContentRecommender):
+    """BPR-MF plus a content term, so items with no interactions are scored from content;
+    a new user's (γ_u, θ_u) folds in by ridge with the item biases fixed (:mod:`.fold_in`)."""
 
     name = "vbpr"
     config_class = VBPRConfig
@@ -114,3 +116,10 @@ class VBPR(ContentRecommender):
         bias = (content[:, -1] + net.item_bias * warm)[:, None]
         items = torch.cat([net.item_factors * warm[:, None], content[:, :-1], bias], dim=1)
         return users, items
+
+    @torch.no_grad()
+    def user_system(self) -> UserSystem:
+        if self._represented is None:
+            self._represented = self._represent()
+        items = self._represented[1]
+        return UserSystem(items[:, :-1], offset=items[:, -1])
