@@ -6,6 +6,7 @@ which registers its name with the registry.
 
 from tastemaker.models.als import ALS, ALSConfig
 from tastemaker.models.base import Recommender
+from tastemaker.models.biased_mf import BiasedMF, BiasedMFConfig
 from tastemaker.models.bm3 import BM3, BM3Config
 from tastemaker.models.bpr import BPR, BPRConfig
 from tastemaker.models.clcrec import CLCRec, CLCRecConfig
@@ -33,6 +34,8 @@ __all__ = [
     "ALSConfig",
     "BM3Config",
     "BPRConfig",
+    "BiasedMF",
+    "BiasedMFConfig",
     "CLCRec",
     "CLCRecConfig",
     "EASEConfig",
