@@ -32,9 +32,14 @@ from tastemaker.models.registry import create_model
 from tastemaker.models.training import EpochCallback, IterativeRecommender
 
 
-def prepare(data: DataConfig, split: SplitConfig) -> Split:
-    """Load a data set, clean it as configured, and split it."""
+def prepare(data: DataConfig, split: SplitConfig, events: Path | None = None) -> Split:
+    """Load a data set, clean it as configured, and split it; ``events``: a feedback
+    file of ``tastemaker serve`` whose events are appended before cleaning."""
     ds = load_configured(data)
+    if events is not None:
+        from tastemaker.data.sources.events import read_events, with_events
+
+        ds = with_events(ds, read_events(events), source=str(events))
     if data.dedupe != "none":
         ds = filters.deduplicate(ds, data.dedupe)
     if data.threshold is not None:

@@ -54,6 +54,10 @@ def prepare(
     sep: Annotated[
         str | None, typer.Option(help="Delimiter of the CSV files, e.g. ';' or tab (default ,).")
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(help="Feedback file of tastemaker serve: its events are appended."),
+    ] = None,
 ) -> None:
     """Load, clean and split a data set into a folder (Parquet + manifest.json)."""
     from tastemaker import config, experiment
@@ -66,6 +70,6 @@ def prepare(
     })  # fmt: skip
     split_cfg = config.section(tables, "split", {"kind": split, "ratios": ratios, "seed": seed})
     ensure_writable_dir(out.parent)
-    result = experiment.prepare(data_cfg, split_cfg)
+    result = experiment.prepare(data_cfg, split_cfg, events)
     result.save(out)
     console.print(f"{result!r}\nwritten to {out}")
