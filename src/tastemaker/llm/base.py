@@ -73,6 +73,7 @@ class LLMConfig(BaseModel):
     backend: Backend = "hf"
     model: str = DEFAULT_MODEL
     gguf_file: str | None = Field(None, description="GGUF file inside the model folder (hf)")
+    adapter: str | None = Field(None, description="LoRA adapter folder from text finetune (hf)")
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:11434/v1 (openai)")
     api_key: str | None = Field(None, description="bearer token; default $OPENAI_API_KEY")
     max_new_tokens: PositiveInt = 64

@@ -126,6 +126,23 @@ def load_causal_lm(source: str, gguf_file: str | None, device: str, dtype: str) 
     return tokenizer, model
 
 
+@functools.lru_cache(maxsize=2)
+def load_adapted(
+    source: str, gguf_file: str | None, device: str, dtype: str, adapter: str
+) -> tuple[Any, Any]:
+    """(tokenizer, model) with a LoRA adapter (``text finetune``'s) merged into a fresh
+    copy of the base model: the cached plain model stays unchanged."""
+    from peft import PeftModel
+
+    tokenizer, model = load_causal_lm.__wrapped__(source, gguf_file, device, dtype)
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{adapter} holds no LoRA adapter (no adapter_config.json)",
+            "pass the adapter folder written by tastemaker text finetune (OUT/adapter)",
+        )
+    return tokenizer, PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
+
+
 def render(tokenizer: Any, messages: list[ChatMessage]) -> str:
     """The prompt text of a conversation, ending where the assistant's reply begins."""
     turns = [m.as_dict() for m in messages]
@@ -145,6 +162,10 @@ class HFChat(LLM):
 
     def load(self) -> tuple[Any, Any]:
         """(tokenizer, model), loading them on first use."""
+        if self.config.adapter:
+            return load_adapted(
+                *self.source, self.config.device, self.config.dtype, self.config.adapter
+            )
         return load_causal_lm(*self.source, self.config.device, self.config.dtype)
 
     def _generate(
