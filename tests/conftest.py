@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pytest
@@ -11,6 +12,9 @@ import torch
 
 from tastemaker import Catalog, Dataset, Interactions
 from tastemaker.data.manifest import Manifest
+
+if TYPE_CHECKING:
+    from .serve_data import ServeFolders
 
 # Under pytest-xdist each worker gets one core: torch's default of one thread per
 # core would oversubscribe the machine and make every test slower and noisier.
@@ -65,3 +69,11 @@ def toy() -> Dataset:
         ("u3", "i1", 5.0, 12),
     ]  # fmt: skip
     return make_dataset(rows, n_items=6)
+
+
+@pytest.fixture(scope="session")
+def serve_folders(tmp_path_factory: pytest.TempPathFactory) -> ServeFolders:
+    """A tiny Split and saved most_popular / bpr / sasrec models for the service's tests."""
+    from .serve_data import build_serve_folders
+
+    return build_serve_folders(tmp_path_factory.mktemp("serve"))

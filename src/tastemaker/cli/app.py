@@ -62,6 +62,17 @@ def _register() -> None:
     app.add_typer(generate.app, name="generate")
     app.command("evaluate-generation")(generation_eval.evaluate_generation)
 
+    from tastemaker.cli import text
+    from tastemaker.cli.text_finetune import finetune_command
+
+    text.app.command("finetune")(finetune_command)
+    app.add_typer(text.app, name="text")
+    app.command("explain")(text.explain)
+
+    from tastemaker.cli import serve
+
+    app.command("serve")(serve.serve)
+
 
 _register()
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tastemaker.errors import ConfigError, DataError
@@ -139,8 +139,12 @@ class PersonalizedGenerationPipeline(PipelineComponents):
         n_candidates: int | None = None,
         method: str | None = None,
         progress: bool = False,
+        on_stage: Callable[[str], None] | None = None,
     ) -> GenerationResult:
         """Stages 5-7: a condition per weight, ``n_candidates`` seeds each, scores, the best.
+
+        ``on_stage`` is told each stage's name (``conditions``, ``generate``, ``score``) as it
+        begins, so a caller (the service's job queue) can show where a long render is.
 
         ``method`` is PMG's ablation: ``none`` (item keywords only), ``hard``
         (with preference keywords), ``soft`` (with soft tokens), ``both``; the
@@ -167,6 +171,8 @@ class PersonalizedGenerationPipeline(PipelineComponents):
         preference = prepared.preference.keywords if use_keywords else []
         soft = prepared.soft_tokens if use_soft else None
         item = prepared.item_keywords.keywords
+        stage = on_stage or (lambda name: None)
+        stage("conditions")
         start = time.perf_counter()
         if generator is None:  # a dry run: one prompt per weight, nothing drawn
             candidates = [
@@ -184,6 +190,7 @@ class PersonalizedGenerationPipeline(PipelineComponents):
             for w in grid
         ]
         seconds = {"conditions": time.perf_counter() - start}
+        stage("generate")
         start = time.perf_counter()
         seeds = [generator.config.seed + i for i in range(n)]
         log.info(
@@ -206,6 +213,7 @@ class PersonalizedGenerationPipeline(PipelineComponents):
         ]
         selection, scorer = None, self.scorer
         if scorer is not None:
+            stage("score")
             start = time.perf_counter()
             selection = self._score(scorer, candidates, prepared)
             seconds["score"] = time.perf_counter() - start
