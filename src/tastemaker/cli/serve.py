@@ -150,7 +150,7 @@ def run_server(
         f"feedback in {settings.events_path})"
     )
     # Requests run concurrently in the server's thread pool: torch's intra-op threads on
-    # top of them thrash (benchmarks/results/serving.md: BPR p50 12.2 -> 7.9 ms at 1 thread).
+    # top of them thrash the cores that the pool already keeps busy.
     torch.set_num_threads(1)
     uvicorn.run(
         create_app(settings),
