@@ -16,6 +16,7 @@ Dataset) followed by their feedback events. How a model scores it:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,24 +95,22 @@ def folded_in(model: Recommender, name: str, models: ModelSet, seen: np.ndarray)
 
 def top_items(
     state: ServeState,
-    model: Recommender,
+    item_ids: list[str],
     scores: torch.Tensor,
     seen: np.ndarray,
     k: int,
     exclude_seen: bool,
 ) -> list[dict[str, object]]:
-    """The ``k`` best items as the API shows them, best first."""
-    if model.items is None:
-        raise model.not_fitted_error()
+    """The ``k`` best items as the API shows them, best first (``item_ids``: the model's
+    item IDs by index)."""
     if exclude_seen and len(seen):
         scores = scores.clone()
         scores[torch.from_numpy(seen)] = -torch.inf
     values, indices = torch.topk(scores, min(k, len(scores)))
-    keep = torch.isfinite(values)
-    ids = model.items.decode(indices[keep].numpy())
     return [
-        state.item_view(item, round(float(v), 6))
-        for item, v in zip(ids, values[keep].tolist(), strict=True)
+        state.item_view(item_ids[i], round(v, 6))
+        for i, v in zip(indices.tolist(), values.tolist(), strict=True)
+        if math.isfinite(v)
     ]
 
 
@@ -130,11 +129,11 @@ def recommendations(
         scores, seen = user_scores(state, models, model, user_id)
     else:
         scores, seen = items_scores(state, models, model, items or [])
-    chosen = models.get(model)
+    name = model or models.default
     return {
         "user_id": user_id,
-        "model": model or models.default,
-        "items": top_items(state, chosen, scores, seen, k, exclude_seen),
+        "model": name,
+        "items": top_items(state, models.item_ids[name], scores, seen, k, exclude_seen),
     }
 
 

@@ -45,6 +45,13 @@ class ModelSet:
     default: str
     folder: Path
     loaded_at: float = field(default_factory=time.time)
+    # Each model's item IDs by index, as a plain list: decoding a top-k by list indexing
+    # costs microseconds, where a Vocab lookup builds a Series on every request.
+    item_ids: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        ids = {name: m.items.ids for name, m in self.models.items() if m.items is not None}
+        object.__setattr__(self, "item_ids", ids)
 
     def get(self, name: str | None) -> Recommender:
         """The model called ``name`` (the default for None); a ConfigError names the others."""
