@@ -29,6 +29,7 @@ from tastemaker.models.registry import get_model_class
 
 GROUPS, ITEMS_PER_GROUP, USERS_PER_GROUP = 3, 12, 10
 WORDS = ("space", "river", "castle")
+COLD_ITEM = f"i{GROUPS * ITEMS_PER_GROUP}"  # in the catalog (a river item), never interacted with
 MODELS = {
     "most_popular": {},
     "bpr": {"epochs": 30, "learning_rate": 1e-2, "factors": 8, "batch_size": 128},
@@ -84,11 +85,13 @@ def build_dataset(posters: Path) -> Dataset:
     catalog = Catalog(
         pl.DataFrame(
             {
-                "item_id": [f"i{i}" for i in range(n_items)],
-                "title": [f"The {WORDS[i // ITEMS_PER_GROUP]} story {i}" for i in range(n_items)],
-                "image": images,
-                "genres": [[f"G{i // ITEMS_PER_GROUP}"] for i in range(n_items)],
-                "tags": [[WORDS[i // ITEMS_PER_GROUP], f"tag{i % 4}"] for i in range(n_items)],
+                "item_id": [f"i{i}" for i in range(n_items)] + [COLD_ITEM],
+                "title": [f"The {WORDS[i // ITEMS_PER_GROUP]} story {i}" for i in range(n_items)]
+                + ["A river at night"],
+                "image": [*images, None],
+                "genres": [[f"G{i // ITEMS_PER_GROUP}"] for i in range(n_items)] + [["G1"]],
+                "tags": [[WORDS[i // ITEMS_PER_GROUP], f"tag{i % 4}"] for i in range(n_items)]
+                + [["river"]],
             }
         )
     )

@@ -21,7 +21,7 @@ from tastemaker.serve.app import create_app
 from tastemaker.serve.settings import Limits, ServeSettings, read_api_key
 from tastemaker.serve.state import ModelSet
 
-from .serve_data import ServeFolders, group_of
+from .serve_data import COLD_ITEM, ServeFolders, group_of
 
 
 @contextmanager
@@ -152,6 +152,10 @@ def test_users_items_search_similar_and_explanations(client: TestClient) -> None
     assert sum(group_of(f["item_id"]) == 1 for f in mine) >= 8  # taste orders the matches
     similar = client.get("/items/i13/similar?k=5").json()
     assert len(similar) == 5 and sum(group_of(s["item_id"]) == 1 for s in similar) >= 4
+    assert {s["basis"] for s in similar} == {"co-occurrence"}
+    cold = client.get(f"/items/{COLD_ITEM}/similar?k=5").json()  # no one interacted with it
+    assert len(cold) == 5 and {s["basis"] for s in cold} == {"text"}
+    assert all(group_of(s["item_id"]) == 1 for s in cold)  # its text: river, G1
     why = client.get("/users/u1_0/explanations/i13").json()
     assert why["method"] == "statistical" and why["because"] and "liked" in why["text"]
     assert {a["value"] for a in why["attributes"]} <= {"G1", "river", "tag1"}
@@ -281,7 +285,8 @@ def test_reload_swaps_the_model_set_and_requests_in_flight_keep_theirs(
         assert reloaded["models"] == ["bpr", "most_popular", "popular_copy", "sasrec"]
         assert state.current() is not in_flight
         assert list(in_flight.models) == ["bpr", "most_popular", "sasrec"]  # untouched
-        assert in_flight.models["bpr"].score_indices(np.array([0])).shape == (1, 36)
+        n_items = len(state.catalog.frame)
+        assert in_flight.models["bpr"].score_indices(np.array([0])).shape == (1, n_items)
         answer = c.get("/users/u0_0/recommendations?model=popular_copy&k=3").json()
         assert answer["model"] == "popular_copy"
         shutil.rmtree(models / "bpr")

@@ -85,8 +85,15 @@ def similar(
     state = served(request)
     if check_id(request, item_id, "item ID") not in state.item_index:
         raise unknown_item(item_id)
-    found = state.similarity.most_similar(state.item_index[item_id], check_k(request, k))
-    return [state.item_view(state.item_ids[r], round(s, 6)) for r, s in found]
+    row, k = state.item_index[item_id], check_k(request, k)
+    found = [(r, s, "co-occurrence") for r, s in state.similarity.most_similar(row, k)]
+    if len(found) < k:  # a cold item has few or no co-occurrences: fill by its text
+        taken = {r for r, _, _ in found}
+        text = [(r, s, "text") for r, s in state.search.like(row, k + len(taken))]
+        found += [f for f in text if f[0] not in taken][: k - len(found)]
+    return [
+        {**state.item_view(state.item_ids[r], round(s, 6)), "basis": basis} for r, s, basis in found
+    ]
 
 
 @router.get(

@@ -53,6 +53,9 @@ class ItemOut(BaseModel):
     title: str | None
     image_url: str | None
     score: float | None = None
+    # Similar items only: "co-occurrence" (cosine of who interacted with both) or "text"
+    # (BM25 of the item's own text; the fallback for items with few interactions).
+    basis: str | None = None
 
 
 class Recommendations(BaseModel):

@@ -43,6 +43,7 @@ class CatalogSearch:
         self._index.index(
             bm25s.tokenize(docs, stopwords="en", show_progress=False), show_progress=False
         )
+        self._docs = docs
         self.size = len(docs)
 
     def tokens(self, query: str) -> list[str]:
@@ -59,6 +60,11 @@ class CatalogSearch:
             return []
         rows, scores = self._index.retrieve([words], k=min(k, self.size), show_progress=False)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
+
+    def like(self, row: int, k: int) -> list[tuple[int, float]]:
+        """Up to ``k`` rows whose text best matches row ``row``'s own text (itself left out):
+        similar items for an item nobody has interacted with yet."""
+        return [(r, s) for r, s in self.search(self._docs[row], k + 1) if r != row][:k]
 
 
 def personalised(
