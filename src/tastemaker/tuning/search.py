@@ -114,7 +114,7 @@ class TuneResult:
         return sorted(done, key=lambda t: t.value, reverse=True)[:n]  # stable: ties keep order
 
 
-def _parse_metric(metric: str) -> tuple[str, int]:
+def parse_metric(metric: str) -> tuple[str, int]:
     name, _, cutoff = metric.strip().lower().partition("@")
     if name not in METRICS or not cutoff.isdigit() or int(cutoff) < 1:
         raise ConfigError(
@@ -125,7 +125,7 @@ def _parse_metric(metric: str) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
+def quiet_optuna() -> Iterator[None]:
     """Optuna logs every trial at INFO; tastemaker shows its own progress."""
     import optuna
 
@@ -152,16 +152,36 @@ def _run_trial(
     trial) goes into the trial's user attributes; None when the trial failed.
     """
     try:
-        model = model_cls(**fixed, **asked.params).fit(split.train, split.valid, features=features)
-        scores = evaluate_split(model, split, "valid", ks=(cutoff,), metrics=(metric,))
+        value, model, attrs = fit_and_score(
+            model_cls, {**fixed, **asked.params}, split, features, metric, cutoff
+        )
     except TastemakerError as exc:
         asked.set_user_attr("error", str(exc))
         return None
+    for key, attr in attrs.items():
+        asked.set_user_attr(key, attr)
+    return value, model
+
+
+def fit_and_score(
+    model_cls: type[Recommender],
+    params: Mapping[str, Any],
+    split: Split,
+    features: Mapping[str, ItemEmbeddings] | None,
+    metric: str,
+    cutoff: int,
+) -> tuple[float, Recommender, dict[str, Any]]:
+    """One trial's work wherever it runs (here, or a Ray worker): the model fitted on
+    train (early-stopped on valid), its valid ``metric@cutoff``, and what the trial
+    records beside the value (epochs, best epoch)."""
+    model = model_cls(**params).fit(split.train, split.valid, features=features)
+    scores = evaluate_split(model, split, "valid", ks=(cutoff,), metrics=(metric,))
+    attrs: dict[str, Any] = {}
     if model.training_log:
-        asked.set_user_attr("epochs", len(model.training_log))
+        attrs["epochs"] = len(model.training_log)
     if isinstance(model, IterativeRecommender):
-        asked.set_user_attr("best_epoch", model.best_epoch)
-    return float(scores[f"{metric}@{cutoff}"]), model
+        attrs["best_epoch"] = model.best_epoch
+    return float(scores[f"{metric}@{cutoff}"]), model, attrs
 
 
 def _trial_line(
@@ -183,7 +203,7 @@ def _trial_line(
     return f"{head}: valid {metric} {outcome[0]:.4f}{trained}, {seconds:.1f} s{tail}"
 
 
-def _fixed_params(
+def fixed_params(
     model_cls: type[Recommender],
     space: Mapping[str, Param],
     params: Mapping[str, Any],
@@ -208,7 +228,7 @@ def _fixed_params(
     return fixed
 
 
-def _budget(
+def search_budget(
     space: Mapping[str, Param],
     sampler: str,
     seed: int,
@@ -233,7 +253,7 @@ def _budget(
     return [], n_trials
 
 
-def _finished(study: optuna.Study) -> list[Trial]:
+def finished_trials(study: optuna.Study) -> list[Trial]:
     """The trials that ran to an end (not the grid points still waiting, nor one cut off)."""
     from optuna.trial import TrialState
 
@@ -268,15 +288,15 @@ def tune(
     Content models read item ``features`` (given, or encoded once through the
     embedding store as a :class:`FeaturesConfig` says), shared by every trial.
     """
-    name, cutoff = _parse_metric(metric)
+    name, cutoff = parse_metric(metric)
     metric = f"{name}@{cutoff}"
     parsed = parse_space(space)
     if not parsed:
         raise ConfigError("the search space is empty", SYNTAX)
     model_cls = get_model_class(model_name)
-    fixed = _fixed_params(model_cls, parsed, params or {}, metric)
+    fixed = fixed_params(model_cls, parsed, params or {}, metric)
     probe = model_cls(**fixed)  # a bad fixed value fails now, not once per trial
-    grid, n_trials = _budget(parsed, sampler, seed, n_trials, timeout_s)
+    grid, n_trials = search_budget(parsed, sampler, seed, n_trials, timeout_s)
     if len(split.valid) == 0:
         raise DataError(
             "the split has no validation part to select on",
@@ -294,12 +314,12 @@ def tune(
     best: tuple[int, float, Recommender] | None = None
     ran = 0
     start = time.perf_counter()
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
         )
     try:
-        with _quiet_optuna():
+        with quiet_optuna():
             for point in grid:  # enqueued trials take these values instead of sampling
                 study.enqueue_trial(point)
             while n_trials is None or ran < n_trials:
@@ -319,7 +339,7 @@ def tune(
                 if timeout_s is not None and time.perf_counter() - start >= timeout_s:
                     break
     finally:  # even when interrupted, the finished trials are written
-        trials = _finished(study)
+        trials = finished_trials(study)
         if out is not None and trials:
             write_trials(out, trials, metric, model_cls.name, split)
     if best is None:
