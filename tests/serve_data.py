@@ -32,7 +32,7 @@ WORDS = ("space", "river", "castle")
 COLD_ITEM = f"i{GROUPS * ITEMS_PER_GROUP}"  # in the catalog (a river item), never interacted with
 MODELS = {
     "most_popular": {},
-    "bpr": {"epochs": 30, "learning_rate": 1e-2, "factors": 8, "batch_size": 128},
+    "bpr": {"epochs": 30, "factors": 8, "batch_size": 128},
     "sasrec": {"epochs": 3, "hidden_size": 8, "inner_size": 16, "n_layers": 1, "max_len": 10},
 }
 

@@ -42,6 +42,7 @@ class LightGCNConfig(BPRConfig):
     n_layers: NonNegativeInt = 2
     reg: NonNegativeFloat = 1e-5
     learning_rate: PositiveFloat = 2e-3
+    batch_size: PositiveInt = 2048
     epochs: PositiveInt = 300
     patience: PositiveInt = 10
 
@@ -60,12 +61,15 @@ def normalized_adjacency(seen: sp.csr_matrix) -> torch.Tensor:
 
 
 def csr_tensor(matrix: sp.csr_matrix) -> torch.Tensor:
-    """``matrix`` as a float32 torch CSR tensor."""
+    """``matrix`` as a float32 torch CSR tensor, with int32 indices where they fit
+    (torch's CPU sampled products run ~1.5x faster on them than on int64)."""
+    fits = max(matrix.nnz, *matrix.shape) < np.iinfo(np.int32).max
+    index = np.int32 if fits else np.int64
     with warnings.catch_warnings():  # torch flags its CSR support as beta on first use
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.indptr.astype(index)),
+            torch.from_numpy(matrix.indices.astype(index)),
             torch.from_numpy(matrix.data.astype(np.float32)),
             size=matrix.shape,
             check_invariants=False,
@@ -112,12 +116,39 @@ class LightGCN(BPR):
             raise self.not_fitted_error()
         self._adjacency, self._final = normalized_adjacency(self.seen), None
 
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam on the whole tables: a batch's loss reaches every row through Â, so a
+        row-sparse step (BPR's) does not apply; a step costs O(edges) anyway."""
+        return torch.optim.Adam(
+            [self.user_embedding, self.item_embedding], lr=self.config.learning_rate
+        )
+
+    def _step(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> float:
+        """BPR on the propagated embeddings, L2 on the batch's ego embeddings (eq. 15)."""
+        if self._optimizer is None:
+            raise self.not_fitted_error()
+        user_vectors, item_vectors = self._embeddings()
+        user, pos, neg = user_vectors[u], item_vectors[i], item_vectors[j]
+        loss = -torch.nn.functional.logsigmoid((user * (pos - neg)).sum(dim=1)).mean()
+        if self.config.reg:
+            squares = (
+                self.user_embedding[u].square().sum()
+                + self.item_embedding[i].square().sum()
+                + self.item_embedding[j].square().sum()
+            )
+            loss = loss + self.config.reg * squares / len(u)
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer.step()
+        return loss.item() * len(u)
+
     def _unfit(self) -> None:
         super()._unfit()
         self._adjacency: torch.Tensor | None = None
         self._final: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user and item vectors (propagated ego embeddings): a score is their dot."""
         if self._adjacency is None:  # a loaded model: rebuilt from the saved training matrix
             if self.seen is None:
                 raise self.not_fitted_error()
