@@ -73,6 +73,10 @@ def _register() -> None:
 
     app.command("serve")(serve.serve)
 
+    from tastemaker.cli import unimp
+
+    app.add_typer(unimp.app, name="unimp")
+
     from tastemaker.cli import distributed
 
     app.add_typer(distributed.app, name="ray")
