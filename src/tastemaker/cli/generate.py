@@ -11,23 +11,27 @@ diffusers) are imported inside the commands, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from tastemaker.atomic import atomic_path
 from tastemaker.cli.common import console
+from tastemaker.cli.generation_output import print_result, show_progress, write_batch
+from tastemaker.cli.generator_flags import (
+    DeviceOpt,
+    DtypeOpt,
+    OffloadOpt,
+    SchedulerOpt,
+    SlicingOpt,
+    TilingOpt,
+    generator_flags,
+)
 from tastemaker.cli.progress import progress_lines
 from tastemaker.errors import ConfigError
-from tastemaker.generation.html import number
 
 if TYPE_CHECKING:
     from tastemaker.config import DataConfig
-    from tastemaker.generation.result import GenerationResult
     from tastemaker.generation.scenario import PipelineConfig
 
 app = typer.Typer(
@@ -81,6 +85,14 @@ CandidatesOpt = Annotated[
 ]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Denoising steps.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="First seed.")]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Named settings under the flags: default, or pmg-paper (PMG's release: history "
+        "order and length, repeated keywords, CLIP-logit z; docs/pmg_presets.md)."
+    ),
+]
+BatchOutOpt = Annotated[Path, typer.Option(help="Folder with one subfolder per pair.")]
 MethodOpt = Annotated[
     str | None,
     typer.Option(help="none, hard, soft or both (default: both with --soft, else hard)."),
@@ -102,25 +114,28 @@ def build_config(
     data: str | None = None,
     path: Path | None = None,
     posters: Path | None = None,
+    preset: str | None = None,
+    hardware: dict[str, Any] | None = None,
 ) -> tuple[PipelineConfig, DataConfig]:
-    """The scenario file (or the defaults) with the flags that were given laid over it."""
+    """The scenario file (or the defaults), the preset laid over it, then the flags given
+    (``hardware``: generator fields, from :func:`generator_flags`)."""
     from tastemaker.config import DataConfig, validate
+    from tastemaker.generation.presets import apply_preset
     from tastemaker.generation.scenario import PipelineConfig, load_scenario
     from tastemaker.generation.scorers import ScorerConfig
 
     scenario = load_scenario(config_file) if config_file else None
-    base = scenario.pipeline if scenario else PipelineConfig()
+    base = apply_preset(scenario.pipeline if scenario else PipelineConfig(), preset)
     values: dict[str, Any] = base.model_dump()
     if generator == "none":
         values["generator"] = None
-    elif generator or steps or seed is not None or candidates:
+    else:
         flags = {"num_inference_steps": steps, "seed": seed, "num_images": candidates}
+        given = {k: v for k, v in flags.items() if v is not None} | (hardware or {})
         if generator:  # another model draws at its own native size
-            flags.update(model=generator, height=None, width=None)
-        values["generator"] = {
-            **(values["generator"] or {}),
-            **{k: v for k, v in flags.items() if v is not None or k in ("height", "width")},
-        }
+            given.update(model=generator, height=None, width=None)
+        if given:
+            values["generator"] = {**(values["generator"] or {}), **given}
     if llm == "statistical":
         values["keywords"]["extractor"] = "statistical"
     elif llm is not None:
@@ -134,8 +149,8 @@ def build_config(
             "gguf_file": None,
         }
     if scorer is not None:
-        alpha, device = base.scorer.alpha, base.scorer.device
-        values["scorer"] = ScorerConfig.parse(scorer, alpha=alpha, device=device).model_dump()
+        kept = base.scorer.model_dump(include={"alpha", "device", "similarity"})
+        values["scorer"] = ScorerConfig.parse(scorer, **kept).model_dump()
     if soft is not None:
         values["soft"]["checkpoint"] = soft
     if weights:
@@ -156,38 +171,6 @@ def parse_turns(turns: list[str]) -> list[tuple[str, str]]:
     return parsed
 
 
-def show_progress() -> bool:
-    return sys.stderr.isatty()
-
-
-def _print_result(result: GenerationResult, out: Path) -> None:
-    p = result.prepared
-    console.print(
-        f"[bold]user {result.user_id}[/bold] · {p.item.title} · "
-        f"{len(p.history)} liked items · method {result.method}"
-    )
-    console.print(f"preference keywords ({p.preference.extractor}): {p.preference.text}")
-    console.print(f"item keywords: {p.item_keywords.text}")
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
-    table = Table("#", "w_p:w_t", "seed", "d_p", "d_t", "z", "prompt")
-    best = result.best
-    for c in result.candidates:
-        s = c.scores or {}
-        mark = " *" if best is not None and c.index == best.index else ""
-        table.add_row(
-            f"{c.index}{mark}",
-            f"{c.weights[0]:g}:{c.weights[1]:g}",
-            str(c.seed),
-            number(s.get("d_p")),
-            number(s.get("d_t")),
-            number(s.get("z")),
-            c.prompt,
-        )
-    console.print(table)
-    console.print(f"written to {out} (page: {out / 'index.html'})")
-
-
 @app.callback(invoke_without_command=True)
 def generate(
     ctx: typer.Context,
@@ -199,6 +182,7 @@ def generate(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for images, result.json, page.")] = None,
     config_file: ScenarioOpt = None,
+    preset: PresetOpt = None,
     data: DataOpt = None,
     path: PathOpt = None,
     posters: PostersOpt = None,
@@ -212,6 +196,12 @@ def generate(
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     method: MethodOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    attention_slicing: SlicingOpt = None,
+    vae_tiling: TilingOpt = None,
+    cpu_offload: OffloadOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Images for one user and one item (or conversation), over a grid of weights; the best
     by z, and a page with the history, keywords, prompts and every candidate's scores."""
@@ -228,7 +218,9 @@ def generate(
     config, data_cfg = build_config(
         config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
         soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
-        data=data, path=path, posters=posters,
+        data=data, path=path, posters=posters, preset=preset,
+        hardware=generator_flags(device, dtype, attention_slicing, vae_tiling, cpu_offload,
+                                 scheduler),
     )  # fmt: skip
     dataset = load_data(data_cfg)
     pipe = PersonalizedGenerationPipeline(config)
@@ -239,14 +231,12 @@ def generate(
         result = pipe(dataset, user, item, conversation=conversation, method=method)
     target = out or Path("generated") / f"user{user}-{result.item_id}"
     result.save(target)
-    _print_result(result, target)
+    print_result(result, target)
 
 
 @app.command("batch")
 def batch(
-    out: Annotated[Path, typer.Option(help="Folder with one subfolder per pair.")] = Path(
-        "generated-batch"
-    ),
+    out: BatchOutOpt = Path("generated-batch"),
     users: Annotated[
         list[str] | None,
         typer.Option("--users", help="User IDs, repeatable or comma-separated (with --item)."),
@@ -256,6 +246,7 @@ def batch(
         Path | None, typer.Option("--pairs", help="CSV with user_id,item_id columns.")
     ] = None,
     config_file: ScenarioOpt = None,
+    preset: PresetOpt = None,
     data: DataOpt = None,
     path: PathOpt = None,
     posters: PostersOpt = None,
@@ -269,13 +260,16 @@ def batch(
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     method: MethodOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    attention_slicing: SlicingOpt = None,
+    vae_tiling: TilingOpt = None,
+    cpu_offload: OffloadOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Many (user, item) pairs with a progress bar: one result folder each and an index page."""
-    from tqdm.auto import tqdm
-
     from tastemaker.generation.data import load_data
     from tastemaker.generation.evaluation import read_pairs
-    from tastemaker.generation.html import batch_page
     from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
 
     if (pairs is None) == (not users):
@@ -292,36 +286,64 @@ def batch(
     config, data_cfg = build_config(
         config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
         soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
-        data=data, path=path, posters=posters,
+        data=data, path=path, posters=posters, preset=preset,
+        hardware=generator_flags(device, dtype, attention_slicing, vae_tiling, cpu_offload,
+                                 scheduler),
     )  # fmt: skip
     dataset = load_data(data_cfg)
     pipe = PersonalizedGenerationPipeline(config)
-    for u, i in todo:
-        pipe.describe(dataset, u, i)
-    pipe.load()
-    rows = []
-    with atomic_path(out, directory=True) as tmp:
-        bar = tqdm(todo, desc="generate", unit="pair", disable=not show_progress())
-        for k, (u, i) in enumerate(bar):
-            result = pipe(dataset, u, i, method=method)
-            folder = f"{k:03d}-user{u}-item{i}"
-            result.save(tmp / folder)
-            best = result.best
-            rows.append(
-                {
-                    "user_id": u,
-                    "item_id": i,
-                    "title": result.prepared.item.title,
-                    "folder": folder,
-                    "best": None if best is None else best.index,
-                    "z": None if best is None or best.scores is None else best.scores["z"],
-                    "prompt": (best or result.candidates[0]).prompt,
-                    "notes": result.notes,
-                }
-            )
-        (tmp / "summary.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-        (tmp / "index.html").write_text(batch_page(rows), encoding="utf-8")
-    console.print(f"{len(rows)} pairs written to {out} (page: {out / 'index.html'})")
+    write_batch(pipe, dataset, todo, out, method)
+
+
+@app.command("missing")
+def missing(
+    users: Annotated[list[str], typer.Option("--users", help="User IDs, comma-separated.")],
+    out: BatchOutOpt = Path("generated-missing"),
+    items: Annotated[
+        list[str] | None,
+        typer.Option("--items", help="Items without an image (default: the catalog's)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Items per user, the most interacted-with first.")] = 3,
+    config_file: ScenarioOpt = None,
+    preset: PresetOpt = None,
+    data: DataOpt = None,
+    path: PathOpt = None,
+    posters: PostersOpt = None,
+    generator: GeneratorOpt = None,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    scorer: ScorerOpt = None,
+    soft: SoftOpt = None,
+    weights: WeightsOpt = None,
+    candidates: CandidatesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+    method: MethodOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    attention_slicing: SlicingOpt = None,
+    vae_tiling: TilingOpt = None,
+    cpu_offload: OffloadOpt = None,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Images for items that have none (PMG's missing-image case), per user: the catalog's
+    items without an image that each user has not met yet, written as batch writes them."""
+    from tastemaker.generation.data import load_data
+    from tastemaker.generation.missing import missing_pairs
+    from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
+
+    config, data_cfg = build_config(
+        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
+        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
+        data=data, path=path, posters=posters, preset=preset,
+        hardware=generator_flags(device, dtype, attention_slicing, vae_tiling, cpu_offload,
+                                 scheduler),
+    )  # fmt: skip
+    dataset = load_data(data_cfg)
+    chosen = [u.strip() for flag in users for u in flag.split(",") if u.strip()]
+    wanted = [i.strip() for flag in items for i in flag.split(",") if i.strip()] if items else None
+    todo = missing_pairs(dataset, chosen, items=wanted, limit=limit)
+    write_batch(PersonalizedGenerationPipeline(config), dataset, todo, out, method)
 
 
 @app.command("train-soft")
@@ -334,30 +356,45 @@ def train_soft(
     learning_rate: Annotated[float | None, typer.Option(help="AdamW learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    heldout: Annotated[
+        float, typer.Option(help="Share of the users held out: their loss is reported, untrained.")
+    ] = 0.2,
+    per_user: Annotated[
+        int | None, typer.Option("--per-user", help="Each user's latest next-item examples only.")
+    ] = None,
     config_file: ScenarioOpt = None,
+    preset: PresetOpt = None,
     data: DataOpt = None,
     path: PathOpt = None,
     posters: PostersOpt = None,
     generator: GeneratorOpt = None,
     llm: LLMOpt = None,
 ) -> None:
-    """Train soft preference tokens (PMG 3.3) on users' liked images, for --soft OUT."""
+    """Train soft preference tokens (PMG 3.3) for --soft OUT: from each history, the next liked
+    item's image; held-out users' loss before and after training in OUT/heldout.json."""
     from tastemaker.generation.components import PipelineComponents
     from tastemaker.generation.data import load_data
     from tastemaker.generation.soft_training import train_soft_tokens
 
     config, data_cfg = build_config(
-        config_file, generator=generator, llm=llm, data=data, path=path, posters=posters
-    )
+        config_file, generator=generator, llm=llm, data=data, path=path, posters=posters,
+        preset=preset,
+    )  # fmt: skip
     flags = {"steps": train_steps, "learning_rate": learning_rate, "batch_size": batch_size}
     settings = {k: v for k, v in flags.items() if v is not None}
     chosen = [u.strip() for flag in users for u in flag.split(",") if u.strip()]
     dataset = load_data(data_cfg)
     parts = PipelineComponents(config)  # a pipeline's parts: training needs no stages
     run = train_soft_tokens(
-        parts, dataset, chosen, out, settings, resume=resume, progress=show_progress()
-    )
+        parts, dataset, chosen, out, settings, heldout=heldout, per_user=per_user,
+        resume=resume, progress=show_progress(),
+    )  # fmt: skip
     console.print(
         f"steps {run.first_step}-{run.last_step}: loss {run.losses[0]:.4f} → {run.losses[-1]:.4f}"
         f"; checkpoint {run.checkpoint}, plot {run.plot}; generate with --soft {out}"
     )
+    if run.heldout_before is not None and run.heldout_after is not None:
+        console.print(
+            f"held-out users ({len(run.heldout_users)}): loss {run.heldout_before:.4f} untrained"
+            f" → {run.heldout_after:.4f} trained"
+        )

@@ -9,12 +9,16 @@ toy pipeline (:mod:`tastemaker.generation.tiny`) for tests and demos without wei
 
 Every image has its own seed and ``torch.Generator``, created on the CPU, so an
 image depends only on (condition, seed): the same on CPU and CUDA up to float
-precision, and the same whatever the batch it was drawn in.
+precision, and the same whatever the batch it was drawn in. Where it runs (device,
+dtype, memory options, scheduler) is :mod:`~tastemaker.generation.placement`'s; the
+pipeline's safety checker's verdict on each image is kept (``GeneratedImages.nsfw``),
+so a flagged (blacked-out) image is never scored or chosen.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +27,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tastemaker.atomic import atomic_path
 from tastemaker.config import validate
 from tastemaker.errors import ConfigError, DataError
+from tastemaker.generation.placement import (
+    SCHEDULERS,
+    Device,
+    configure,
+    resolve_device,
+    scheduler_class,
+)
 from tastemaker.hub import check_hub_model
 
 log = logging.getLogger("tastemaker.generation")  # progress lines; the CLI shows them
@@ -37,6 +48,7 @@ if TYPE_CHECKING:
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_SCHEDULER_CLASS = re.compile(r"^[A-Z]\w*Scheduler$")
 
 
 class GeneratorConfig(BaseModel):
@@ -49,7 +61,17 @@ class GeneratorConfig(BaseModel):
         description="Hugging Face id, local folder, or 'tiny' (random toy pipeline)",
     )
     torch_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Device = Field("cpu", description="auto: cuda, else mps, else cpu")
+    attention_slicing: bool = Field(False, description="attention in slices: less memory, slower")
+    vae_tiling: bool = Field(
+        False, description="decode images in tiles: large images in less memory"
+    )
+    cpu_offload: bool = Field(
+        False, description="keep models on the CPU, each moved to the GPU while it runs (CUDA)"
+    )
+    scheduler: str | None = Field(
+        None, description=f"{', '.join(SCHEDULERS)} or a diffusers class; None: the model's"
+    )
     num_inference_steps: int = Field(30, gt=0)
     guidance_scale: float = Field(7.5, ge=0)
     height: int | None = Field(None, gt=0, multiple_of=8, description="pixels; None: the model's")
@@ -58,6 +80,17 @@ class GeneratorConfig(BaseModel):
     num_images: int = Field(1, ge=1, description="images per condition")
     batch_size: int = Field(4, ge=1, description="images per denoising pass")
     negative_prompt: str = Field("", description="used when no negative embeddings are given")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is None or _SCHEDULER_CLASS.match(value):
+            return value
+        if value.lower() in SCHEDULERS:
+            return value.lower()
+        raise ValueError(
+            f"unknown scheduler '{value}': use {', '.join(SCHEDULERS)} or a diffusers class name"
+        )
 
 
 @dataclass(frozen=True)
@@ -91,11 +124,13 @@ class PromptEmbeds:
 
 @dataclass
 class GeneratedImages:
-    """Images with the seed each was drawn from and the condition row it belongs to."""
+    """Images with the seed each was drawn from, the condition row it belongs to, and the
+    pipeline's safety checker's verdict (None: the pipeline has no checker)."""
 
     images: list[Image]
     seeds: list[int]
     rows: list[int] = field(default_factory=list)
+    nsfw: list[bool | None] = field(default_factory=list)
 
     def save(self, folder: Path, stem: str = "image") -> list[Path]:
         """Write ``{stem}-{row}-{seed}.png`` files atomically; returns their paths."""
@@ -120,15 +155,30 @@ def load_error(model: str, exc: Exception) -> ConfigError:
 
 
 @lru_cache(maxsize=1)
-def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
-    """The pipeline for ``model`` on ``device``, loaded once per process."""
+def load_pipeline(
+    model: str,
+    torch_dtype: str,
+    device: str,
+    *,
+    attention_slicing: bool = False,
+    vae_tiling: bool = False,
+    cpu_offload: bool = False,
+    scheduler: str | None = None,
+) -> Any:
+    """The pipeline for ``model`` on ``device`` with the memory options and scheduler asked
+    for, loaded once per process."""
     from tastemaker.encoders.base import model_load_errors, model_source, quiet_pil_fallback
 
     quiet_pil_fallback()
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible", "use cpu")
+    device = resolve_device(device)
     if device == "cpu" and torch_dtype == "float16":
         raise ConfigError("float16 diffusion does not run on the CPU", "use float32 or bfloat16")
+    if cpu_offload and device != "cuda":
+        raise ConfigError(
+            f"CPU offload moves models to a CUDA GPU while they run; the device is {device}",
+            "drop --cpu-offload, or use --device cuda",
+        )
+    new_scheduler = scheduler_class(scheduler) if scheduler else None
     log.debug("loading the generator %s on %s", model, device)
     if model == TINY:
         from tastemaker.generation.tiny import tiny_stable_diffusion
@@ -158,7 +208,14 @@ def load_pipeline(model: str, torch_dtype: str, device: str) -> Any:
             "use a Stable Diffusion 1.x, 2.x or SDXL checkpoint",
         )
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    return configure(
+        pipeline,
+        device,
+        attention_slicing=attention_slicing,
+        vae_tiling=vae_tiling,
+        cpu_offload=cpu_offload,
+        scheduler=new_scheduler,
+    )
 
 
 class ImageGenerator:
@@ -182,7 +239,15 @@ class ImageGenerator:
         """The diffusers pipeline (loaded on first use)."""
         if self._pipeline is None:
             c = self.config
-            self._pipeline = load_pipeline(c.model, c.torch_dtype, c.device)
+            self._pipeline = load_pipeline(
+                c.model,
+                c.torch_dtype,
+                c.device,
+                attention_slicing=c.attention_slicing,
+                vae_tiling=c.vae_tiling,
+                cpu_offload=c.cpu_offload,
+                scheduler=c.scheduler,
+            )
         return self._pipeline
 
     @property
@@ -196,7 +261,8 @@ class ImageGenerator:
 
     @property
     def device(self) -> torch.device:
-        return self.pipeline.device
+        """Where inputs go: the GPU a CPU-offloaded pipeline runs each model on, else its own."""
+        return getattr(self.pipeline, "_execution_device", self.pipeline.device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -267,7 +333,7 @@ class ImageGenerator:
         seeds = list(seeds) if seeds is not None else [c.seed + i for i in range(c.num_images)]
         jobs = [(row, seed) for row in range(len(positive)) for seed in seeds]
         height, width = self.resolution
-        result = GeneratedImages([], [], [])
+        result = GeneratedImages([], [], [], [])
         bar = tqdm(total=len(jobs), desc="generate", unit="image", disable=not progress or None)
         began = time.perf_counter()
         for start in range(0, len(jobs), c.batch_size):
@@ -290,9 +356,11 @@ class ImageGenerator:
                 output_type="pil",
                 **extra,
             )
+            flags = getattr(out, "nsfw_content_detected", None)  # None: no safety checker
             result.images.extend(out.images)
             result.seeds.extend(seed for _, seed in chunk)
             result.rows.extend(rows)
+            result.nsfw.extend([None] * len(chunk) if flags is None else map(bool, flags))
             bar.update(len(chunk))
             done, elapsed = len(result.images), time.perf_counter() - began
             log.info(

@@ -206,9 +206,9 @@ class PersonalizedGenerationPipeline(PipelineComponents):
         )
         seconds["generate"] = time.perf_counter() - start
         candidates = [
-            Candidate(k, grid[row], seed, conditions[row].summary(), image)
-            for k, (image, seed, row) in enumerate(
-                zip(images.images, images.seeds, images.rows, strict=True)
+            Candidate(k, grid[row], seed, conditions[row].summary(), image, nsfw=flag)
+            for k, (image, seed, row, flag) in enumerate(
+                zip(images.images, images.seeds, images.rows, images.nsfw, strict=True)
             )
         ]
         selection, scorer = None, self.scorer
@@ -262,17 +262,34 @@ class PersonalizedGenerationPipeline(PipelineComponents):
     def _score(
         self, scorer: ImageTextScorer, candidates: list[Candidate], prepared: Prepared
     ) -> dict[str, Any]:
-        """Stage 7: each candidate's d_p, d_t and z; the selection (alpha, best, scorer)."""
+        """Stage 7: each candidate's d_p, d_t and z; the selection (alpha, best, scorer, and
+        the candidates the safety checker flagged: never scored nor chosen; ``best`` is None
+        when it flagged every one)."""
         from tastemaker.generation.scoring import select_best
 
+        flagged = [c.index for c in candidates if c.nsfw]
+        eligible = [c for c in candidates if c.image is not None and not c.nsfw]
+        selection: dict[str, Any] = {
+            "alpha": self.config.scorer.alpha,
+            "best": None,
+            "scorer": self.scorer_name,
+            "flagged": flagged,
+        }
+        if flagged:
+            log.warning(
+                "the safety checker flagged %s; excluded from the selection",
+                plural(len(flagged), "candidate"),
+            )
+        if not eligible:
+            return selection
         chosen = select_best(
             scorer,
-            [c.image for c in candidates if c.image is not None],
+            [c.image for c in eligible],
             prepared.preference.text,
             prepared.item_keywords.text,
             self.config.scorer.alpha,
         )
-        for candidate, score in zip(candidates, chosen.scores, strict=True):
+        for candidate, score in zip(eligible, chosen.scores, strict=True):
             candidate.scores = {
                 "cos_p": score.cos_p,
                 "cos_t": score.cos_t,
@@ -280,7 +297,7 @@ class PersonalizedGenerationPipeline(PipelineComponents):
                 "d_t": score.d_t,
                 "z": score.z,
             }
-        return {"alpha": chosen.alpha, "best": chosen.best, "scorer": self.scorer_name}
+        return {**selection, "alpha": chosen.alpha, "best": eligible[chosen.best].index}
 
 
 def _stack(rows: Sequence[Any]) -> Any:

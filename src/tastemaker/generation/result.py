@@ -53,6 +53,7 @@ class Candidate:
     condition: dict[str, Any]
     image: Image | None = None
     scores: dict[str, float] | None = None
+    nsfw: bool | None = None  # the safety checker's flag; None: the pipeline has none
 
     @property
     def file(self) -> str | None:
@@ -70,6 +71,7 @@ class Candidate:
             "seed": self.seed,
             "condition": self.condition,
             "scores": self.scores,
+            "nsfw": self.nsfw,
         }
 
 
@@ -98,8 +100,10 @@ class GenerationResult:
 
     @property
     def best(self) -> Candidate | None:
-        """The candidate with the highest z (None when unscored)."""
-        return None if self.selection is None else self.candidates[self.selection["best"]]
+        """The candidate with the highest z (None when unscored, or when the safety checker
+        flagged every candidate)."""
+        index = None if self.selection is None else self.selection["best"]
+        return None if index is None else self.candidates[index]
 
     @property
     def seeds(self) -> list[int]:

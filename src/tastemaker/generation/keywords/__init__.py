@@ -6,10 +6,12 @@ Two extractors share one interface (:class:`KeywordExtractor`: ``extract_user``,
 
 * :class:`LLMKeywordExtractor` (:mod:`.llm`) asks an :class:`~tastemaker.llm.LLM`
   with the per-domain prompts of :mod:`tastemaker.generation.prompts`, parses the
-  reply defensively (:func:`parse_keywords`, :mod:`.parsing`), retries with a
-  firmer prompt when too few keywords survive, and then fails loudly (or hands
-  over to a fallback extractor, recorded in the result); it never returns an
-  empty list silently.
+  reply defensively (:func:`parse_keywords`, :mod:`.parsing`: loops cut, case
+  duplicates merged), drops what the reply copied from the prompt (:mod:`.echo`:
+  titles, misspelt ones too, always; listed genres and tags for item keywords;
+  names), retries with a firmer prompt when too few keywords survive, and then
+  fails loudly (or hands over to a fallback extractor, recorded in the result);
+  it never returns an empty list silently.
 * :class:`StatisticalKeywordExtractor` (:mod:`.statistical`) needs no LLM: the
   attribute values (genres, tags) over-represented in the user's items relative
   to the population, made diverse by maximal marginal relevance over sentence
@@ -22,6 +24,7 @@ from tastemaker.generation.keywords.base import (
     KeywordExtractor,
     Keywords,
 )
+from tastemaker.generation.keywords.echo import SourceVocabulary, echo_kind, echo_kinds
 from tastemaker.generation.keywords.llm import LLMExtractorConfig, LLMKeywordExtractor
 from tastemaker.generation.keywords.parsing import parse_keywords
 from tastemaker.generation.keywords.statistical import (
@@ -38,8 +41,11 @@ __all__ = [
     "Keywords",
     "LLMExtractorConfig",
     "LLMKeywordExtractor",
+    "SourceVocabulary",
     "StatisticalConfig",
     "StatisticalKeywordExtractor",
+    "echo_kind",
+    "echo_kinds",
     "mmr",
     "parse_keywords",
     "popular_keywords",

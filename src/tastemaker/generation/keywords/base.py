@@ -29,6 +29,7 @@ class Attempt:
     truncated: bool  # the reply ran out of tokens
     temperature: float
     seed: int
+    dropped: dict[str, str] = field(default_factory=dict)  # keyword -> what it copied
 
 
 @dataclass(frozen=True)
@@ -88,4 +89,13 @@ class KeywordExtractor(ABC):
         return [
             self.extract_user(h)
             for h in tqdm(histories, desc=f"keywords ({self.name})", disable=not progress)
+        ]
+
+    def extract_items(self, items: Sequence[ItemText], *, progress: bool = True) -> list[Keywords]:
+        """Keywords of many target items, in order (the LLM extractor batches its calls)."""
+        from tqdm.auto import tqdm
+
+        return [
+            self.extract_item(i)
+            for i in tqdm(items, desc=f"item keywords ({self.name})", disable=not progress)
         ]

@@ -1,8 +1,10 @@
 """Keywords from an LLM (PMG stages 2 and 3): prompted, parsed, retried, never silently empty.
 
 The per-domain prompts come from :mod:`tastemaker.generation.prompts`; replies are
-parsed defensively (:func:`~tastemaker.generation.keywords.parsing.parse_keywords`);
-a subject with too few usable keywords is retried with a firmer prompt, then
+parsed defensively (:func:`~tastemaker.generation.keywords.parsing.parse_keywords`)
+and cleared of what they copied from the prompt (:mod:`~tastemaker.generation.keywords.echo`:
+titles, listed values for item keywords, names, near-duplicates); a subject with
+too few usable keywords is retried with a firmer prompt, then
 handed to a fallback extractor (recorded in the result) or reported as an error.
 """
 
@@ -26,13 +28,20 @@ from tastemaker.generation.keywords.base import (
     Keywords,
     Kind,
 )
-from tastemaker.generation.keywords.parsing import keyword_key, parse_keywords
+from tastemaker.generation.keywords.echo import (
+    Echo,
+    SourceVocabulary,
+    drop_near_duplicates,
+    echo_kinds,
+)
+from tastemaker.generation.keywords.parsing import parse_keywords
 from tastemaker.generation.prompts import item_messages, preference_messages
 from tastemaker.llm.base import LLM, ChatMessage
 
 log = logging.getLogger("tastemaker.generation")
 
 Fallback = Callable[[KeywordExtractor], Keywords]  # the same subject, asked of another extractor
+_ALL = 1_000  # candidates parsed from one reply before filtering (replies are short)
 
 
 class LLMExtractorConfig(BaseModel):
@@ -45,7 +54,14 @@ class LLMExtractorConfig(BaseModel):
     item_n: int = Field(8, ge=5, le=10, description="target-item keywords (5-10)")
     min_keywords: PositiveInt | None = Field(None, description="None: half of n, rounded up")
     retries: int = Field(2, ge=0, description="firmer prompts after an unusable reply")
-    max_new_tokens: PositiveInt = 48
+    max_new_tokens: PositiveInt | None = Field(
+        None, description="reply length; None: the LLM's own ([llm] max_new_tokens)"
+    )
+    drop_listed: tuple[Kind, ...] = Field(
+        ("item",),
+        description="whose keywords lose values copied from the prompt's lists (genres, tags)",
+    )
+    drop_names: bool = Field(True, description="drop person and character names (heuristic)")
     retry_temperature: float = Field(
         0.7, ge=0.0, description="sampling from the second retry on (greedy before)"
     )
@@ -71,6 +87,7 @@ class _Job:
     n: int
     exclude: list[str]
     titles: list[str]
+    vocabulary: SourceVocabulary
     attempts: list[Attempt] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
 
@@ -103,9 +120,7 @@ class LLMKeywordExtractor(KeywordExtractor):
         return self.extract_users([history], progress=False)[0]
 
     def extract_item(self, item: ItemText) -> Keywords:
-        job = self._item_job(item)
-        self._run([job], progress=False)
-        return self._finish(job, strict=True, fallback=lambda other: other.extract_item(item))
+        return self.extract_items([item], progress=False)[0]
 
     def extract_users(
         self, histories: Sequence[UserHistory], *, progress: bool = True, strict: bool = True
@@ -123,6 +138,17 @@ class LLMKeywordExtractor(KeywordExtractor):
             for job, h in zip(jobs, histories, strict=True)
         ]
 
+    def extract_items(
+        self, items: Sequence[ItemText], *, progress: bool = True, strict: bool = True
+    ) -> list[Keywords]:
+        """Keywords of many target items, generated in batches (``strict`` as for users)."""
+        jobs = [self._item_job(item) for item in items]
+        self._run(jobs, progress=progress)
+        return [
+            self._finish(job, strict=strict, fallback=lambda other, i=i: other.extract_item(i))
+            for job, i in zip(jobs, items, strict=True)
+        ]
+
     def _user_job(self, history: UserHistory) -> _Job:
         if not history.lines:
             raise DataError(
@@ -137,6 +163,7 @@ class LLMKeywordExtractor(KeywordExtractor):
             n=self.config.n,
             exclude=history.lines,
             titles=history.titles,
+            vocabulary=SourceVocabulary.from_text(history.text, history.titles),
         )
 
     def _item_job(self, item: ItemText) -> _Job:
@@ -148,6 +175,7 @@ class LLMKeywordExtractor(KeywordExtractor):
             n=self.config.item_n,
             exclude=item.text.splitlines(),
             titles=[item.title],
+            vocabulary=SourceVocabulary.from_text(item.text, [item.title]),
         )
 
     def _messages(self, job: _Job, firm: bool) -> list[ChatMessage]:
@@ -177,15 +205,11 @@ class LLMKeywordExtractor(KeywordExtractor):
                     seed=seed,
                 )
                 for job, sent, reply in zip(chunk, messages, replies, strict=True):
-                    parsed = parse_keywords(
-                        reply.text,
-                        job.n,
-                        exclude=job.exclude,
-                        titles=job.titles,
-                        truncated=reply.truncated,
-                    )
+                    parsed, dropped = self._keep(job, reply.text, reply.truncated)
                     job.attempts.append(
-                        Attempt(sent, reply.text, parsed, reply.truncated, temperature, seed)
+                        Attempt(
+                            sent, reply.text, parsed, reply.truncated, temperature, seed, dropped
+                        )
                     )
                     job.keywords = _merge(job.keywords, parsed, job.n)
                     if len(job.keywords) >= cfg.minimum(job.n):
@@ -193,6 +217,23 @@ class LLMKeywordExtractor(KeywordExtractor):
             pending = [job for job in pending if len(job.keywords) < cfg.minimum(job.n)]
         bar.update(len(pending))
         bar.close()
+
+    def _keep(self, job: _Job, text: str, truncated: bool) -> tuple[list[str], dict[str, Echo]]:
+        """The reply's usable keywords (at most ``job.n``), and those dropped as copies of
+        the prompt (titles always; listed values and names as configured), with why."""
+        candidates = parse_keywords(
+            text, _ALL, exclude=job.exclude, titles=job.titles, truncated=truncated
+        )
+        candidates = drop_near_duplicates(candidates)
+        drop: set[Echo] = {"title"}
+        if job.kind in self.config.drop_listed:
+            drop.add("value")
+        if self.config.drop_names:
+            drop.add("name")
+        kinds = echo_kinds(candidates, job.vocabulary)
+        kept = [k for k, kind in zip(candidates, kinds, strict=True) if kind not in drop]
+        dropped = {k: kind for k, kind in zip(candidates, kinds, strict=True) if kind in drop}
+        return kept[: job.n], dropped
 
     def _finish(self, job: _Job, *, strict: bool, fallback: Fallback) -> Keywords:
         result = Keywords(
@@ -226,11 +267,6 @@ class LLMKeywordExtractor(KeywordExtractor):
 
 
 def _merge(kept: list[str], new: list[str], n: int) -> list[str]:
-    """``kept`` then the new keywords it lacks, at most ``n``."""
-    keys = {keyword_key(k) for k in kept}
-    merged = list(kept)
-    for keyword in new:
-        if keyword_key(keyword) not in keys and len(merged) < n:
-            keys.add(keyword_key(keyword))
-            merged.append(keyword)
-    return merged
+    """``kept`` then the new keywords it lacks (up to case, punctuation or a misspelling),
+    at most ``n``."""
+    return drop_near_duplicates([*kept, *new])[:n]

@@ -88,6 +88,23 @@ def _line_candidates(line: str) -> list[str]:
     return [c for piece in pieces for c in _SEPARATORS.split(piece)]
 
 
+def cut_loop(text: str) -> str:
+    """``text`` up to where it starts over: the first line that repeats an earlier one.
+
+    Greedy decoding of a small model often loops ("Title: X / Genres: ... " again and
+    again until the token limit); what follows the first repeat adds only repeats.
+    """
+    seen: set[str] = set()
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        key = " ".join(_BULLET.sub("", line.strip(), count=1).casefold().split())
+        if key in seen:
+            return "\n".join(lines[:i])
+        if key:
+            seen.add(key)
+    return text
+
+
 def parse_keywords(
     text: str,
     n: int,
@@ -109,13 +126,14 @@ def parse_keywords(
     more words inside one ("Episode VI" of "Star Wars: Episode VI - Return of
     the Jedi"): a title is not a preference. Order is kept.
     A ``truncated`` reply (cut at the token limit) loses what follows its last
-    separator, a keyword that may be cut mid-word.
+    separator, a keyword that may be cut mid-word; a looping reply is read up to
+    its first repeated line (:func:`cut_loop`).
     """
     if n < 1:
         return []
     if truncated and (cut := max(text.rfind(c) for c in ",;\n")) > 0:
         text = text[:cut]
-    text = _MARKUP.sub("", _SPECIAL_TOKENS.sub("\n", text))
+    text = cut_loop(_MARKUP.sub("", _SPECIAL_TOKENS.sub("\n", text)))
     titles = list(titles)
     for title in sorted(titles, key=len, reverse=True):
         if len(title.split()) > 1:  # "Girl, Interrupted" would split into two "keywords"

@@ -135,9 +135,13 @@ class StatisticalKeywordExtractor(KeywordExtractor):
         return self._pick(history.user_id, "user", history.text, relevance, self.config.n)
 
     def extract_item(self, item: ItemText) -> Keywords:
-        values = list(
-            dict.fromkeys(v for f in self.fields for v in item.attributes.get(f, []) if v)
-        )
+        # one spelling per key: a genre "Sci-Fi" and a tag "sci-fi" are one keyword
+        spellings: dict[str, str] = {}
+        for name in self.fields:
+            for value in item.attributes.get(name, []):
+                if value and keyword_key(value):
+                    spellings.setdefault(keyword_key(value), value)
+        values = list(spellings.values())
         if not values:
             values = self.values(item.item_id)
         if not values:
