@@ -76,11 +76,19 @@ def mean_ci(values: list[float] | list[bool]) -> dict[str, float]:
 
 
 def scorer_bench(
-    space: AlignedSpace, catalog: Catalog, ratings: pl.DataFrame, n_pairs: int, seed: int
+    space: AlignedSpace,
+    catalog: Catalog,
+    ratings: pl.DataFrame,
+    n_pairs: int,
+    seed: int,
+    *,
+    scorer: AlignedScorer | None = None,
+    part: str = "test",
 ) -> dict[str, Any]:
-    """Rank of the real poster by d_t among 100, and d_p of own vs random posters."""
+    """Rank of the real poster by d_t among 100, and d_p of own vs random posters, on the
+    items of the space's ``part`` (another ``scorer`` over that space may be passed)."""
     rng = np.random.default_rng(seed)
-    test = sorted(space.split["test"])
+    test = sorted(space.split[part])
     movies = {row["item_id"]: row for row in catalog.frame.iter_rows(named=True)}
     liked = ratings.filter(pl.col("rating") >= LIKED).sort("timestamp", descending=True)
     history = {
@@ -93,7 +101,7 @@ def scorer_bench(
         pairs[i] for i in rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
     ]
 
-    scorer = AlignedScorer(space)
+    scorer = scorer or AlignedScorer(space)
     start = time.perf_counter()
     posters = np.concatenate(
         [

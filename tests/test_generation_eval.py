@@ -160,10 +160,29 @@ def test_read_pairs(tmp_path: Path) -> None:
 # --- the ablation ----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def judge_clip(tiny_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """The tiny CLIP with every weight moved by seeded noise: a scorer with other weights."""
+    import shutil
+
+    from transformers import CLIPModel
+
+    folder = tmp_path_factory.mktemp("judge-clip") / "clip"
+    shutil.copytree(tiny_clip, folder)
+    model = CLIPModel.from_pretrained(tiny_clip)
+    noise = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.5 * torch.randn(parameter.shape, generator=noise))
+    model.save_pretrained(folder)
+    return folder
+
+
 def test_evaluate_generation_compares_the_four_methods(
     movies: Dataset,
     tiny_llm: Path,  # noqa: F811
     tiny_clip: Path,  # noqa: F811
+    judge_clip: Path,
     tmp_path: Path,
 ) -> None:
     torch.set_num_threads(1)
@@ -179,7 +198,10 @@ def test_evaluate_generation_compares_the_four_methods(
     train_soft_tokens(pipe, data, ["u1"], tmp_path / "soft", soft, progress=False)
 
     pairs = [("u1", "m5"), ("u2", "m3")]
-    result = evaluate_generation(pipe, data, pairs, n_candidates=1, progress=False)
+    judge = ClipScorer(str(judge_clip))
+    with pytest.raises(ConfigError, match="the judge is the selector"):
+        evaluate_generation(pipe, data, pairs, judge=pipe.scorer, progress=False)
+    result = evaluate_generation(pipe, data, pairs, judge=judge, n_candidates=1, progress=False)
     assert result.methods == ["none", "hard", "soft", "both"] and result.notes == []
     assert len(result.records) == 8
     summary = {row["method"]: row for row in result.summary()}
@@ -202,6 +224,17 @@ def test_evaluate_generation_compares_the_four_methods(
     # One record by hand: its image against u1's history posters and m5's real poster.
     record = next(r for r in result.records if r.user_id == "u1" and r.method == "hard")
     prepared = pipe.prepare(data, "u1", "m5")
+    # The judge has other weights, and scores the chosen image unlike the selector.
+    photo = [Image.fromarray(skdata.coffee())]
+    assert not np.allclose(judge.image_features(photo), pipe.scorer.image_features(photo))
+    texts = [prepared.preference.text, prepared.item_keywords.text]
+    cos = judge.similarity([record.image], texts)[0]
+    assert (record.judge_d_p, record.judge_d_t) == pytest.approx(tuple((1 + cos) / 2), abs=1e-6)
+    assert record.judge_z == pytest.approx(
+        0.5 * math.log(record.judge_d_p) + 0.5 * math.log(record.judge_d_t)
+    )
+    for r in result.records:
+        assert abs(r.judge_d_p - r.d_p) > 1e-4 and abs(r.judge_d_t - r.d_t) > 1e-4
     history = [Image.open(p).convert("RGB") for p in prepared.history_images]
     target = Image.open(prepared.item_image).convert("RGB")
     features = perceptual_features(pipe.scorer, [record.image, *history, target])

@@ -152,3 +152,23 @@ def test_item_without_any_text_is_refused():
         describe_item(bare, "x")
     with pytest.raises(DataError, match="unknown item"):
         describe_item(bare, "y")
+
+
+def test_history_before_an_item_holds_only_what_came_earlier(movies, ratings):
+    # u1 liked m0 (t10), m1 (t20, again t60), m3 (t40): the targets in time order.
+    from tastemaker.generation.history import liked_items
+
+    assert liked_items(ratings, "u1") == ["m0", "m1", "m3"]
+    before_m3 = build_history(movies, ratings, "u1", before="m3")
+    assert before_m3.item_ids == ["m1", "m0"]  # m1's later repeat (t60) is not seen
+    assert before_m3.n_interactions == 3  # m0, m1, m2 happened before t40
+    assert "Amelie" not in before_m3.text
+    before_m1 = build_history(movies, ratings, "u1", before="m1")
+    assert before_m1.item_ids == ["m0"]  # m1 itself never appears, though it recurs later
+    with pytest.raises(DataError, match="no interaction before item 'm0'"):
+        build_history(movies, ratings, "u1", before="m0")
+    with pytest.raises(DataError, match="never interacted with item 'm4x'"):
+        build_history(movies, ratings, "u1", before="m4x")
+    # The release's order: best rated first, then newest; m2 (rated 2) is not liked.
+    paper = HistoryConfig(order="rating", max_items=1)
+    assert build_history(movies, ratings, "u1", paper, before="m3").item_ids == ["m0"]

@@ -1,7 +1,9 @@
 """``tastemaker evaluate-generation``: PMG's ablation over (user, item) pairs.
 
 A thin shell over :mod:`tastemaker.generation.evaluation`, with the scenario flags
-of ``tastemaker generate`` (:mod:`tastemaker.cli.generate`).
+of ``tastemaker generate`` (:mod:`tastemaker.cli.generate`). ``--judge`` names a
+second scorer, independent of the selector (``--scorer``), whose scores of each
+chosen image are reported beside the selector's own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tastemaker.cli.generate import (
     LLMOpt,
     PathOpt,
     PostersOpt,
+    PresetOpt,
     ScenarioOpt,
     ScorerOpt,
     SeedOpt,
@@ -30,6 +33,7 @@ from tastemaker.cli.generate import (
     build_config,
     show_progress,
 )
+from tastemaker.errors import ConfigError
 
 
 def evaluate_generation(
@@ -47,7 +51,15 @@ def evaluate_generation(
         typer.Option(help="Comma-separated: none,hard,soft,both (default: all that apply)."),
     ] = None,
     pair_seed: Annotated[int, typer.Option(help="Seed of the sampled pairs.")] = 0,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="Independent judge: clip:ID_OR_FOLDER or aligned:FOLDER (other weights than "
+            "--scorer, e.g. a space from generation.judge.judge_space)."
+        ),
+    ] = None,
     config_file: ScenarioOpt = None,
+    preset: PresetOpt = None,
     data: DataOpt = None,
     path: PathOpt = None,
     posters: PostersOpt = None,
@@ -68,12 +80,22 @@ def evaluate_generation(
     from tastemaker.generation import evaluation
     from tastemaker.generation.data import load_data
     from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
+    from tastemaker.generation.scorers import ScorerConfig, create_scorer
 
     config, data_cfg = build_config(
         config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
         soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
-        data=data, path=path, posters=posters,
+        data=data, path=path, posters=posters, preset=preset,
     )  # fmt: skip
+    judge_cfg = ScorerConfig.parse(judge, device=config.scorer.device) if judge else None
+    if judge_cfg is not None and (judge_cfg.kind, judge_cfg.model) == (
+        config.scorer.kind,
+        config.scorer.model,
+    ):
+        raise ConfigError(
+            f"the judge {judge} is the selector itself",
+            "give --judge another model than --scorer (its scores would be the selection's own)",
+        )
     loaded = load_data(data_cfg)
     split = loaded if isinstance(loaded, Split) else make_split(loaded, "loo")
     todo = (
@@ -88,7 +110,10 @@ def evaluate_generation(
     for u, i in todo:
         pipe.describe(split, u, i)
     pipe.load()
-    result = evaluation.evaluate_generation(pipe, split, todo, chosen, progress=show_progress())
+    judge_scorer = create_scorer(judge_cfg) if judge_cfg is not None else None
+    result = evaluation.evaluate_generation(
+        pipe, split, todo, chosen, judge=judge_scorer, progress=show_progress()
+    )
     result.write(out)
     header, rows = result.table_rows()
     table = Table(*header, title=f"PMG ablation over {len(result.pairs)} pairs")

@@ -10,15 +10,15 @@ weights act twice, and both steps are recorded in the returned :class:`Condition
    segment}, {second segment}"`` with keywords joined by ", ". The more heavily
    weighted segment comes first (the item on a tie): CLIP's text encoder is causal,
    so earlier tokens are not affected by later ones and tend to dominate the image.
-   A segment of weight 0 is left out of the prompt altogether (the "item keywords
-   only" ablation is ``0:1``). Keywords are never repeated to add weight: repeats
-   spend the text encoder's 77 tokens, and step 2 does the same job smoothly; a
-   keyword in both segments is said once, in the first.
-   When the prompt does not fit in the text encoder's length, minus the soft tokens,
-   each segment keeps the same share of its own tokens (whole keywords, first ones
-   first, as keyword lists are ordered by importance), any unused share goes to the
-   other segment, and a non-empty segment always keeps at least one keyword: the
-   item is never silently dropped. The dropped keywords are listed in the result.
+   A segment of weight 0 is left out (the "item keywords only" ablation is ``0:1``);
+   a keyword in both segments is said once, in the first. By default keywords are
+   not repeated to add weight (repeats spend CLIP's 77 tokens; step 2 does the job
+   smoothly); ``repeat = true`` (the ``pmg-paper`` preset) does as PMG's release:
+   the item first, each segment said ``round(w / smaller w)`` times (:func:`repeats`).
+   A prompt longer than the text encoder's length minus the soft tokens keeps each
+   segment's share of its tokens, repeats included (whole keywords, first ones first:
+   lists are ordered by importance); unused share goes to the other segment, and a
+   non-empty segment keeps at least one keyword. Dropped keywords are recorded.
 2. **Embedding scaling**. After encoding, the hidden states of each segment's
    tokens are moved toward the encoding of the empty prompt at the same positions:
    ``e' = e0 + s * (e - e0)`` with ``s = w / max(w_p, w_t)``, so the stronger segment
@@ -30,12 +30,11 @@ weights act twice, and both steps are recorded in the returned :class:`Condition
    are; being causal, they still carry the whole prompt. With ``1:1`` the embedding
    equals the pipeline's own encoding of the prompt.
 
-The soft tokens then take the first K positions and the last K (padding)
-positions are dropped, so the condition keeps the text encoder's length L, and its
-negative (the domain's negative prompt) has the same shape, as classifier-free
-guidance requires. Cross-attention has no notion of position, so where the soft
-tokens sit in the sequence does not change what the UNet sees. For SDXL the
-pooled text vector is that of the composed prompt, unscaled.
+The soft tokens then take the first K positions and the last K (padding) ones are
+dropped: the condition keeps the text encoder's length L, as its negative does
+(classifier-free guidance needs both alike); cross-attention has no notion of
+position, so where the soft tokens sit does not matter. SDXL's pooled vector is
+the composed prompt's, unscaled.
 """
 
 from __future__ import annotations
@@ -115,6 +114,9 @@ class ConditionConfig(BaseModel):
     domain: Literal["movies", "products", "stickers"] = "movies"
     weights: tuple[float, float] = Field((1.0, 1.0), description="w_p:w_t, e.g. '1:3'")
     scale_embeddings: bool = Field(True, description="also scale segment embeddings by weight")
+    repeat: bool = Field(
+        False, description="weight by saying a segment w times, item first (PMG's release)"
+    )
     prefix: str | None = Field(None, description="replaces the domain's prompt prefix")
     negative_prompt: str | None = Field(None, description="replaces the domain's negative")
 
@@ -152,6 +154,14 @@ class Composition:
     dropped: dict[str, list[str]]
     char_spans: dict[str, tuple[int, int]]
     token_counts: dict[str, int]
+    repeats: dict[str, int]  # how many times each segment is said (1 unless repeat weighting)
+
+
+def repeats(weights: tuple[float, float], order: Sequence[str]) -> dict[str, int]:
+    """Times each segment is said, weighting by repeats: w / the smaller w, rounded, >= 1."""
+    by_segment = dict(zip(SEGMENTS, weights, strict=True))
+    low = min(by_segment[s] for s in order) if order else 1.0
+    return {s: max(1, round(by_segment[s] / low)) for s in order}
 
 
 def _clean(keywords: Sequence[str]) -> list[str]:
@@ -208,9 +218,12 @@ def compose_prompt(
         given[s] = active[s] = [k for k in active[s] if k.lower() not in said]
         said.update(k.lower() for k in active[s])
     order = tuple(s for s in order if active[s])
+    reps = repeats(config.weights, order) if config.repeat else dict.fromkeys(order, 1)
+    if config.repeat:  # the release writes the item first, then the repeated preferences
+        order = tuple(sorted(order, key=lambda s: s != "item"))
     prefix_tokens = count_tokens(style.prefix) if style.prefix else 0
-    parts = len(order) + bool(style.prefix)
-    avail = budget - prefix_tokens - count_tokens(SEPARATOR.strip()) * max(parts - 1, 0)
+    sep = count_tokens(SEPARATOR.strip())
+    avail = budget - prefix_tokens - sep * max(len(order) + bool(style.prefix) - 1, 0)
     if order and avail < len(order):
         raise ConfigError(
             f"the prompt prefix and soft tokens leave {avail} of {budget} tokens for keywords",
@@ -220,24 +233,31 @@ def compose_prompt(
     def tokens(keywords: list[str]) -> int:
         return count_tokens(SEPARATOR.join(keywords)) if keywords else 0
 
-    need = {s: tokens(active[s]) for s in order}
+    def spoken(s: str, keywords: list[str]) -> int:  # tokens of segment s said reps[s] times
+        return tokens(keywords) * reps[s] + sep * (reps[s] - 1) if keywords else 0
+
+    def per_saying(s: str, limit: int) -> int:  # the share of one saying of segment s
+        return (limit - sep * (reps[s] - 1)) // reps[s]
+
+    need = {s: spoken(s, active[s]) for s in order}
     kept = {s: list(active[s]) for s in order}
     if sum(need.values()) > avail:
         total = sum(need.values())
         share = {s: int(avail * need[s] / total) for s in order}
         for s in order:  # whole leading keywords within the share, else the first one cut short
-            fitting = active[s][: _fit(active[s], share[s], count_tokens)]
-            kept[s] = fitting or [_shorten(active[s][0], max(share[s], 1), count_tokens)]
+            limit = per_saying(s, share[s])
+            fitting = active[s][: _fit(active[s], limit, count_tokens)]
+            kept[s] = fitting or [_shorten(active[s][0], max(limit, 1), count_tokens)]
         for s in order:  # each in turn grows into what the others leave unused
-            others = sum(tokens(kept[o]) for o in order if o != s)
-            more = active[s][: _fit(active[s], avail - others, count_tokens)]
+            others = sum(spoken(o, kept[o]) for o in order if o != s)
+            more = active[s][: _fit(active[s], per_saying(s, avail - others), count_tokens)]
             if more and len(more) >= len(kept[s]):
                 kept[s] = more
     pieces = [style.prefix] if style.prefix else []
     char_spans: dict[str, tuple[int, int]] = {}
     for s in order:
         start = len(SEPARATOR.join(pieces)) + (len(SEPARATOR) if pieces else 0)
-        pieces.append(SEPARATOR.join(kept[s]))
+        pieces.append(SEPARATOR.join([SEPARATOR.join(kept[s])] * reps[s]))
         char_spans[s] = (start, start + len(pieces[-1]))
     if style.prefix:
         char_spans = {"prefix": (0, len(style.prefix)), **char_spans}
@@ -255,9 +275,10 @@ def compose_prompt(
         keywords={s: kept.get(s, []) for s in SEGMENTS},
         dropped={s: given[s][len(kept.get(s, [])) :] for s in SEGMENTS},
         char_spans=char_spans,
+        repeats=reps,
         token_counts={
             "prefix": prefix_tokens,
-            **{s: tokens(kept.get(s, [])) for s in SEGMENTS},
+            **{s: spoken(s, kept[s]) if s in kept else 0 for s in SEGMENTS},
             "prompt": used,
             "budget": budget,
         },
@@ -284,12 +305,9 @@ def attach_soft_tokens(embeds: torch.Tensor, soft: torch.Tensor) -> torch.Tensor
 
 @dataclass(frozen=True)
 class Condition:
-    """The generator's condition, with everything that shaped it.
-
-    ``spans`` are [start, end) token positions in ``embeds`` (soft tokens included);
-    ``token_counts`` holds the soft, prefix, keyword and prompt token counts, the
-    total used (start/end and soft tokens included) and the text encoder's length.
-    """
+    """The generator's condition, with everything that shaped it: ``spans``, [start, end)
+    token positions in ``embeds`` (soft tokens included); ``token_counts``, the soft, prefix,
+    keyword, prompt and total tokens and the text encoder's length."""
 
     composition: Composition
     weights: tuple[float, float]

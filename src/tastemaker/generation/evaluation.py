@@ -5,7 +5,12 @@ section 4: item keywords only, + preference keywords, + soft tokens, both), the
 pipeline generates candidates from the same seeds and keeps the best by z. Of
 that image we report
 
-* d_p, d_t and z (the selection objective itself, from the scorer);
+* d_p, d_t and z from the selector (the pipeline's scorer): the objective the
+  image was chosen by, hence biased upward as a measure of it;
+* d_p, d_t and z from a *judge*, a second scorer independent of the selector
+  (other weights: CLIP, or an aligned space trained with another seed on items
+  the selector never trained on, :mod:`tastemaker.generation.judge`), always
+  with d = (1 + cos) / 2 and α = 0.5, so its figures compare across presets;
 * its similarity to the user's history images and to the target item's real
   image, two ways: the cosine of image-encoder features (a perceptual
   similarity; the scorer's own image encoder before any projection into a joint
@@ -43,10 +48,14 @@ if TYPE_CHECKING:
     from tastemaker.generation.result import GenerationResult
     from tastemaker.generation.scoring import ImageTextScorer
 
+JUDGE_ALPHA = 0.5  # the judge's z: fixed, whatever the selector's α and d
 METRICS = (
     "d_p",
     "d_t",
     "z",
+    "judge_d_p",
+    "judge_d_t",
+    "judge_z",
     "history_cosine",
     "history_ssim",
     "target_cosine",
@@ -56,6 +65,9 @@ LABELS = {
     "d_p": "d_p",
     "d_t": "d_t",
     "z": "z",
+    "judge_d_p": "judge d_p",
+    "judge_d_t": "judge d_t",
+    "judge_z": "judge z",
     "history_cosine": "history cos",
     "history_ssim": "history SSIM",
     "target_cosine": "target cos",
@@ -82,6 +94,9 @@ class PairRecord:
     d_p: float
     d_t: float
     z: float
+    judge_d_p: float
+    judge_d_t: float
+    judge_z: float
     history_cosine: float
     history_ssim: float
     target_cosine: float
@@ -135,8 +150,11 @@ class GenerationEvaluation:
     def legend(self) -> str:
         methods = "; ".join(f"{m}: {METHOD_LABELS[m]}" for m in self.methods)
         return (
-            f"{methods}. d = (1 + cos) / 2 of the best image against the preference (d_p) and "
-            f"item (d_t) keywords; z = {self.alpha:g}·log d_p + {1 - self.alpha:g}·log d_t. "
+            f"{methods}. d_p, d_t, z: the selector's scores of the best image (the ones it was "
+            "chosen by) against the preference (d_p) and item (d_t) keywords, "
+            f"z = {self.alpha:g}·log d_p + {1 - self.alpha:g}·log d_t; judge: an independent "
+            f"scorer's, d = (1 + cos) / 2, z = {JUDGE_ALPHA:g}·log d_p + "
+            f"{1 - JUDGE_ALPHA:g}·log d_t. "
             "cos: cosine of image-encoder features; SSIM: Wang et al. (2004), 11×11 Gaussian "
             "window, the reference centre-cropped and resized to the generated image; history: "
             "mean over the user's history images; target: the item's real image."
@@ -235,6 +253,7 @@ def evaluate_generation(
     pairs: Sequence[tuple[object, object]],
     methods: Sequence[str] | None = None,
     *,
+    judge: ImageTextScorer | None = None,
     weights: Sequence[Any] | None = None,
     n_candidates: int | None = None,
     progress: bool = True,
@@ -242,8 +261,10 @@ def evaluate_generation(
     """PMG's ablation over ``pairs``: every method's best image, scored and compared.
 
     ``methods`` defaults to all four when the pipeline has soft tokens, else ``none``
-    and ``hard`` (noted in the result). Every pair is checked (known user with liked
-    items, describable item) before anything is generated.
+    and ``hard`` (noted in the result). ``judge`` scores each best image again; it must
+    not be the pipeline's scorer (without one the judge columns stay empty, noted).
+    Every pair is checked (known user with liked items, describable item) before
+    anything is generated.
     """
     from tqdm.auto import tqdm
 
@@ -255,11 +276,19 @@ def evaluate_generation(
             "evaluating generation needs a generator and a scorer",
             "configure [generator] and [scorer] (e.g. --scorer clip:ID or aligned:DIR)",
         )
+    if judge is not None and judge is scorer:
+        raise ConfigError(
+            "the judge is the selector itself, so its scores would be the selection's own",
+            "give the judge other weights (clip:ID, or an aligned space from "
+            "generation.judge.judge_space)",
+        )
     notes: list[str] = []
     if methods is None:
         methods = list(METHODS) if pipeline.soft is not None else ["none", "hard"]
         if pipeline.soft is None:
             notes.append("no soft-token checkpoint configured: methods soft and both left out")
+    if judge is None:
+        notes.append("no judge: only the selector's own (biased) scores are reported")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(
@@ -282,15 +311,29 @@ def evaluate_generation(
             result = pipeline.render(
                 prepared, weights=weights, n_candidates=n_candidates, method=method
             )
-            records.append(_record(scorer, result, history, target))
+            records.append(_record(scorer, judge, result, history, target))
             bar.update(1)
     bar.close()
     alpha = pipeline.config.scorer.alpha
     return GenerationEvaluation(pairs, list(methods), alpha, records, notes)
 
 
+def judge_scores(
+    judge: ImageTextScorer | None, image: Image, pref_text: str, item_text: str
+) -> tuple[float, float, float]:
+    """The judge's d_p, d_t and z of one image ((1 + cos) / 2, α = 0.5); NaN without a judge."""
+    from tastemaker.generation.scoring import pmg_objective, unit_interval
+
+    if judge is None:
+        return (math.nan,) * 3
+    cosines = np.asarray(judge.similarity([image], [pref_text, item_text]), np.float64)[0]
+    d_p, d_t = unit_interval(cosines)
+    return float(d_p), float(d_t), float(pmg_objective(d_p, d_t, JUDGE_ALPHA))
+
+
 def _record(
     scorer: ImageTextScorer,
+    judge: ImageTextScorer | None,
     result: GenerationResult,
     history: list[Image],
     target: list[Image],
@@ -312,6 +355,8 @@ def _record(
     ssims = np.array([ssim(generated, pixels(ref, size)) for ref in refs])
     n = len(history)
     nan = float("nan")
+    p = result.prepared
+    judged = judge_scores(judge, image, p.preference.text, p.item_keywords.text)
     return PairRecord(
         user_id=result.user_id,
         item_id=result.item_id,
@@ -319,6 +364,9 @@ def _record(
         d_p=scores["d_p"],
         d_t=scores["d_t"],
         z=scores["z"],
+        judge_d_p=judged[0],
+        judge_d_t=judged[1],
+        judge_z=judged[2],
         history_cosine=float(cosines[:n].mean()) if n else nan,
         history_ssim=float(ssims[:n].mean()) if n else nan,
         target_cosine=float(cosines[n]) if target else nan,
@@ -332,10 +380,12 @@ def _record(
 
 
 __all__ = [
+    "JUDGE_ALPHA",
     "METRICS",
     "GenerationEvaluation",
     "PairRecord",
     "evaluate_generation",
+    "judge_scores",
     "read_pairs",
     "sample_pairs",
 ]

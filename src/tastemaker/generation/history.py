@@ -12,6 +12,11 @@ a user's highly rated items (rating >= 4) and writes each movie as
 Items are the most recent first (or the best rated first, then the most recent,
 as PMG's release sorts), each item once, capped at ``max_items``. Data without
 ratings (clicks, purchases) keeps every interaction.
+
+``before=ITEM`` builds the history a user had just before they first met ITEM
+(their earlier interactions only, ITEM itself left out): what soft tokens learn
+to predict the next item's image from, without seeing it
+(:func:`liked_items` lists those targets in time order).
 """
 
 from __future__ import annotations
@@ -107,16 +112,8 @@ def known_interactions(interactions: Interactions | Split) -> Interactions:
     return interactions
 
 
-def build_history(
-    catalog: Catalog,
-    interactions: Interactions | Split,
-    user_id: object,
-    config: HistoryConfig | None = None,
-) -> UserHistory:
-    """The serialized history of ``user_id`` (a raw ID) under ``config``."""
-    config = config or HistoryConfig()
-    known = known_interactions(interactions)
-    user = str(user_id)
+def _user_rows(known: Interactions, user: str) -> pl.DataFrame:
+    """The user's interactions with their row order (a DataError for an unknown user)."""
     rows = known.frame.filter(pl.col(USER_ID) == user).with_row_index(_ROW)
     if rows.height == 0:
         example = known.frame[USER_ID].head(1).to_list()
@@ -124,6 +121,60 @@ def build_history(
             f"unknown user ID '{user}' (no interactions with that user)",
             f"use a user ID present in the data (e.g. {example[0] if example else 'none'})",
         )
+    return rows
+
+
+def _earlier(rows: pl.DataFrame, user: str, item: str) -> pl.DataFrame:
+    """The rows strictly before the user's first interaction with ``item`` (by time, then
+    row order), ``item`` itself excluded: nothing the user did from then on."""
+    at = rows.filter(pl.col(ITEM_ID) == item).sort([TIMESTAMP, _ROW], nulls_last=True)
+    if at.height == 0:
+        raise DataError(
+            f"user '{user}' never interacted with item '{item}'",
+            "pass one of the user's own items as before=",
+        )
+    time, row = at[TIMESTAMP][0], at[_ROW][0]
+    if time is None:
+        earlier = pl.col(_ROW) < row
+    else:
+        earlier = (pl.col(TIMESTAMP) < time) | ((pl.col(TIMESTAMP) == time) & (pl.col(_ROW) < row))
+    return rows.filter(earlier & (pl.col(ITEM_ID) != item))
+
+
+def liked_items(
+    interactions: Interactions | Split, user_id: object, config: HistoryConfig | None = None
+) -> list[str]:
+    """The items ``user_id`` liked (as :func:`build_history` keeps them), oldest first,
+    each at its first interaction: the targets of next-item examples."""
+    config = config or HistoryConfig()
+    user = str(user_id)
+    rows = _user_rows(known_interactions(interactions), user)
+    liked, _ = _liked(rows, user, config.min_rating)
+    ordered = liked.sort([TIMESTAMP, _ROW], nulls_last=True)
+    return ordered.unique(ITEM_ID, keep="first", maintain_order=True)[ITEM_ID].to_list()
+
+
+def build_history(
+    catalog: Catalog,
+    interactions: Interactions | Split,
+    user_id: object,
+    config: HistoryConfig | None = None,
+    *,
+    before: object | None = None,
+) -> UserHistory:
+    """The serialized history of ``user_id`` (a raw ID) under ``config``; with ``before``
+    (one of the user's items), only what they did before first meeting it, it left out."""
+    config = config or HistoryConfig()
+    known = known_interactions(interactions)
+    user = str(user_id)
+    rows = _user_rows(known, user)
+    if before is not None:
+        rows = _earlier(rows, user, str(before))
+        if rows.height == 0:
+            raise DataError(
+                f"user '{user}' has no interaction before item '{before}'",
+                "pick a later item (liked_items lists them oldest first)",
+            )
     liked, threshold = _liked(rows, user, config.min_rating)
     chosen = _ordered(liked, config).head(config.max_items)
     if config.domain == "conversation":
@@ -269,4 +320,5 @@ __all__ = [
     "describe_conversation",
     "describe_item",
     "known_interactions",
+    "liked_items",
 ]

@@ -27,6 +27,9 @@ class ScorerConfig(BaseModel):
     kind: Literal["none", "clip", "aligned"] = "none"
     model: str | None = Field(None, description="CLIP id or folder; AlignedSpace folder")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="z's weight on log d_p")
+    similarity: Literal["unit", "logit"] = Field(
+        "unit", description="d = (1 + cos) / 2, or CLIP-style logits (PMG's release)"
+    )
     device: str = "cpu"
 
     @model_validator(mode="after")
@@ -61,13 +64,13 @@ def create_scorer(config: ScorerConfig) -> ImageTextScorer | None:
             "set [scorer] model (a CLIP id or folder, or an AlignedSpace folder)",
         )
     if config.kind == "clip":
-        return ClipScorer(config.model, device=config.device)
+        return ClipScorer(config.model, device=config.device, similarity=config.similarity)
     if not Path(config.model).expanduser().is_dir():
         raise ConfigError(
             f"aligned space folder {config.model} does not exist",
             "train one with `tastemaker pretrain align --out DIR` and pass aligned:DIR",
         )
-    return AlignedScorer(Path(config.model).expanduser())
+    return AlignedScorer(Path(config.model).expanduser(), similarity=config.similarity)
 
 
 __all__ = ["ScorerConfig", "create_scorer"]

@@ -10,7 +10,13 @@ where d_p is the image's similarity to the preference keywords and d_t its
 similarity to the target item's keywords. Cosine similarity lies in [−1, 1] and
 its log is undefined at or below 0, so tastemaker maps it to (0, 1] first with
 d = max((1 + cos) / 2, ε): monotone in the cosine, 1 for identical directions,
-1/2 for orthogonal ones, and ε (1e-6) instead of 0 for opposite ones.
+1/2 for orthogonal ones, and ε (1e-6) instead of 0 for opposite ones
+(``similarity = "unit"``, the default).
+
+PMG's release instead takes CLIP's logits, d = s·cos with CLIP's logit scale s
+(100), and keeps the image maximising log d_t + 2·log d_p for movies: the same
+argmax as z with α = 2/3 (``similarity = "logit"``, the ``pmg-paper`` preset);
+there a cosine at or below 0 gives d = ε, where the release's log would be undefined.
 
 Two scorers share one interface (:class:`ImageTextScorer`):
 
@@ -26,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,6 +47,8 @@ if TYPE_CHECKING:
     from tastemaker.pretrain.alignment import AlignedSpace
 
 EPS = 1e-6  # d for a cosine of -1: log d stays finite
+CLIP_LOGIT_SCALE = 100.0  # exp(logit_scale) of OpenAI's CLIP checkpoints (clamped there)
+Similarity = Literal["unit", "logit"]
 
 
 @runtime_checkable
@@ -59,6 +67,10 @@ class ImageTextScorer(Protocol):
         """(n, m) cosine similarities of every image to every text."""
         return self.image_features(images) @ self.text_features(texts).T
 
+    def to_d(self, cosines: np.ndarray) -> np.ndarray:
+        """The d of PMG's z for these cosines: (1 + cos) / 2 unless configured otherwise."""
+        return unit_interval(cosines)
+
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -66,15 +78,37 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 class EncoderScorer(ImageTextScorer):
-    """A scorer over a tastemaker image and text encoder, with an optional projection."""
+    """A scorer over a tastemaker image and text encoder, with an optional projection.
 
-    def __init__(self, text: TextEncoder, image: ImageEncoder) -> None:
+    ``similarity`` is how a cosine becomes PMG's d: ``unit`` ((1 + cos) / 2) or
+    ``logit`` (the logit scale times the cosine, as PMG's release scores with CLIP).
+    """
+
+    logit_scale = CLIP_LOGIT_SCALE
+
+    def __init__(
+        self,
+        text: TextEncoder,
+        image: ImageEncoder,
+        *,
+        similarity: Similarity = "unit",
+    ) -> None:
         self.text = text
         self.image = image
+        self.d_kind: Similarity = similarity
+
+    def to_d(self, cosines: np.ndarray) -> np.ndarray:
+        if self.d_kind == "logit":
+            return logit_similarity(cosines, self.logit_scale)
+        return unit_interval(cosines)
 
     def image_features(self, images: Sequence[Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
+        return _unit(self.project_image(self.encoder_features(images)))
+
+    def encoder_features(self, images: Sequence[Image]) -> np.ndarray:
+        """The image encoder's raw features, before any projection (float32 rows)."""
         backend = self.image.backend
         prep = backend.preprocessing
         size = self.image.config.batch_size
@@ -86,7 +120,7 @@ class EncoderScorer(ImageTextScorer):
                 for lo in range(0, len(images), size)
             ]
         )
-        return _unit(self.project_image(raw.astype(np.float32)))
+        return raw.astype(np.float32)
 
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         blank = [i for i, text in enumerate(texts) if not str(text).strip()]
@@ -116,7 +150,14 @@ class EncoderScorer(ImageTextScorer):
 class ClipScorer(EncoderScorer):
     """A joint image-text checkpoint (CLIP) by hub id or local folder: its own shared space."""
 
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        similarity: Similarity = "unit",
+    ) -> None:
         from tastemaker.encoders.clip import clip_encoders, is_joint_model
 
         if not is_joint_model(model_source(model)):
@@ -125,7 +166,8 @@ class ClipScorer(EncoderScorer):
                 "pass a CLIPModel folder or hub id, or use AlignedScorer with a space from "
                 "`tastemaker pretrain align`",
             )
-        super().__init__(*clip_encoders(model, device=device, batch_size=batch_size))
+        encoders = clip_encoders(model, device=device, batch_size=batch_size)
+        super().__init__(*encoders, similarity=similarity)
 
 
 class AlignedScorer(EncoderScorer):
@@ -141,6 +183,7 @@ class AlignedScorer(EncoderScorer):
         *,
         text: TextEncoder | None = None,
         image: ImageEncoder | None = None,
+        similarity: Similarity = "unit",
     ) -> None:
         from tastemaker.pretrain.alignment import AlignedSpace
 
@@ -148,7 +191,8 @@ class AlignedScorer(EncoderScorer):
         text = text or TextEncoder(model=_model_name(self.space.text_encoder, DEFAULT_TEXT_MODEL))
         image = image or ImageEncoder(model=self.space.image_encoder)
         self.space.check_encoders(image.encoder_id, text.encoder_id)
-        super().__init__(text, image)
+        super().__init__(text, image, similarity=similarity)
+        self.logit_scale = 1.0 / self.space.temperature  # the space's own learned scale
 
     @property
     def dim(self) -> int:
@@ -172,6 +216,11 @@ def _model_name(encoder_id: str, default: str) -> str:
 def unit_interval(cosine: np.ndarray | float) -> np.ndarray:
     """Cosine in [-1, 1] -> similarity in (0, 1]: max((1 + cos) / 2, EPS)."""
     return np.clip((1.0 + np.asarray(cosine, dtype=np.float64)) / 2.0, EPS, 1.0)
+
+
+def logit_similarity(cosine: np.ndarray | float, scale: float) -> np.ndarray:
+    """Cosine -> a CLIP-style logit, scale·cos, floored at EPS (log d stays finite)."""
+    return np.maximum(scale * np.asarray(cosine, dtype=np.float64), EPS)
 
 
 def check_alpha(alpha: float) -> float:
@@ -229,7 +278,8 @@ def select_best(
     if not candidates:
         raise DataError("no candidate images to select from", "generate at least one candidate")
     cosines = np.asarray(scorer.similarity(list(candidates), [pref_text, item_text]), np.float64)
-    d_p, d_t = unit_interval(cosines[:, 0]), unit_interval(cosines[:, 1])
+    to_d = getattr(scorer, "to_d", unit_interval)  # a scorer that is no subclass: (1+cos)/2
+    d_p, d_t = to_d(cosines[:, 0]), to_d(cosines[:, 1])
     z = pmg_objective(d_p, d_t, alpha)
     scores = [
         CandidateScore(float(cp), float(ct), float(p), float(t), float(v))

@@ -1,14 +1,18 @@
 """Training soft preference tokens by the diffusion loss (PMG section 3.3).
 
 The pipeline only uses trained tokens (as in diffusers, pipelines do not train).
-Here users' liked items become training examples (:func:`soft_examples`) and
-:class:`SoftPreferenceTrainer` fits the
-:class:`~tastemaker.generation.soft_prompt.SoftPreferenceModel` on them;
+Here users' liked items become next-item examples (:func:`soft_examples`): the
+history a user had *before* an item, and that item's image to predict, with no
+text of the target in the prompt, so nothing of the answer leaks into the input
+(PMG, Shen et al. 2024, section 3.3: the soft tokens are learned from the history
+to condition the generation of the next item). :class:`SoftPreferenceTrainer`
+fits the :class:`~tastemaker.generation.soft_prompt.SoftPreferenceModel` on them;
 :func:`train_soft_tokens` does both with a pipeline's own parts
 (:class:`~tastemaker.generation.components.PipelineComponents`), which then use
-the trained tokens.
+the trained tokens, and reports the loss on held-out users (:func:`split_users`),
+whose examples never train.
 
-The loss: encode a liked item's image with the VAE, add noise at a random
+The loss: encode the target image with the VAE, add noise at a random
 timestep, and let the UNet, conditioned on ``[soft tokens ; encoded prompt]``,
 predict it; the MSE between prediction and target (the noise, or the velocity
 for v-prediction models) is back-propagated through the frozen UNet and LLM into
@@ -24,19 +28,21 @@ run repeats exactly what an uninterrupted one would have done.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tastemaker.atomic import write_text
 from tastemaker.config import validate
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.generation.components import PipelineComponents
-from tastemaker.generation.conditioning import attach_soft_tokens, compose_prompt
-from tastemaker.generation.data import Data, data_parts, item_image
-from tastemaker.generation.history import build_history, describe_item
+from tastemaker.generation.conditioning import attach_soft_tokens
+from tastemaker.generation.data import Data
+from tastemaker.generation.placement import vae_precision
 from tastemaker.generation.soft_checkpoint import (
     CHECKPOINT,
     LOG_FILE,
@@ -45,24 +51,15 @@ from tastemaker.generation.soft_checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from tastemaker.generation.soft_examples import SoftPromptExample, soft_examples, split_users
 from tastemaker.generation.soft_prompt import SoftPreferenceModel, SoftPromptConfig, image_tensor
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
     from tastemaker.generation.generator import ImageGenerator, PromptEmbeds
 
+HELDOUT_FILE = "heldout.json"
 _STRIDE = 1_000_003  # random streams: (seed * 3 + stream) * stride + n, distinct for n < stride
 STEPS, SHUFFLES, EVALUATION = range(3)
-
-
-@dataclass(frozen=True)
-class SoftPromptExample:
-    """One training image: the user's serialized history, an item they liked, its text."""
-
-    history: str
-    image: Image
-    prompt: str = ""
 
 
 @dataclass
@@ -75,6 +72,10 @@ class SoftPromptRun:
     checkpoint: Path
     log: Path
     plot: Path
+    train_users: list[str] = field(default_factory=list)
+    heldout_users: list[str] = field(default_factory=list)
+    heldout_before: float | None = None  # mean loss on held-out users' examples, untrained
+    heldout_after: float | None = None  # the same examples and draws, after training
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,12 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
         pixels = image_tensor([e.image for e in examples], *self.generator.resolution)
         digest.update(pixels.numpy().tobytes())
         means, stds = [], []
-        for start in range(0, len(examples), self.config.batch_size):
-            chunk = pixels[start : start + self.config.batch_size]
-            dist = pipeline.vae.encode(chunk.to(pipeline.device, pipeline.vae.dtype)).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
+        with vae_precision(pipeline.vae) as dtype:  # SDXL's VAE overflows in float16
+            for start in range(0, len(examples), self.config.batch_size):
+                chunk = pixels[start : start + self.config.batch_size]
+                dist = pipeline.vae.encode(chunk.to(pipeline.device, dtype)).latent_dist
+                means.append(dist.mean.float())
+                stds.append(dist.std.float())
         return _Prepared(
             history_ids=[self._history_ids(e.history) for e in examples],
             latent_mean=torch.cat(means),
@@ -276,41 +278,6 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
         )
 
 
-def soft_examples(
-    components: PipelineComponents, data: Data, users: Sequence[object], *, num_tokens: int = 4
-) -> list[SoftPromptExample]:
-    """Training examples of soft tokens: each user's history with every liked item's image,
-    and that item's title and attributes as the prompt beside the ``num_tokens`` soft
-    tokens (composed as the pipeline composes item keywords, so it fits the encoder)."""
-    from PIL import Image as PILImage
-
-    catalog, interactions = data_parts(data)
-    generator = components.require_generator("soft tokens")
-    config = components.config
-    budget = generator.max_length - 2 - num_tokens
-    item_only = config.condition.model_copy(update={"weights": (0.0, 1.0)})
-    examples = []
-    for user in users:
-        history = build_history(catalog, interactions, user, config.history)
-        for item_id in history.item_ids:
-            path = item_image(catalog, item_id)
-            if path is None:
-                continue
-            item = describe_item(catalog, item_id, config.history)
-            words = [item.title, *(v for values in item.attributes.values() for v in values)]
-            prompt = compose_prompt(
-                [], words, item_only, budget=budget, count_tokens=generator.count_tokens
-            ).prompt
-            with PILImage.open(path) as image:
-                examples.append(SoftPromptExample(history.text, image.convert("RGB"), prompt))
-    if not examples:
-        raise DataError(
-            "none of these users' liked items has an image",
-            "load the data with images (e.g. --posters) or choose other users",
-        )
-    return examples
-
-
 def train_soft_tokens(
     components: PipelineComponents,
     data: Data,
@@ -318,18 +285,50 @@ def train_soft_tokens(
     out_dir: Path | str,
     config: SoftPromptConfig | dict[str, Any] | None = None,
     *,
+    heldout: float = 0.0,
+    per_user: int | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> SoftPromptRun:
-    """Train soft preference tokens on ``users``' liked images for ``components``' generator
-    and LLM; the components then use them (their ``soft.checkpoint`` becomes ``out_dir``)."""
+    """Train soft preference tokens on ``users``' next-item examples for ``components``'
+    generator and LLM; the components then use them (their ``soft.checkpoint`` becomes
+    ``out_dir``).
+
+    With ``heldout`` > 0 a seeded share of the users (``config.seed``) trains nothing: the
+    run reports the mean diffusion loss on their examples before and after training, with
+    the same noise and timesteps, in ``heldout.json`` beside the checkpoint.
+    """
     if not isinstance(config, SoftPromptConfig):
         config = validate(SoftPromptConfig, dict(config or {}), where="soft prompt")
-    examples = soft_examples(components, data, users, num_tokens=config.num_tokens)
+    train_users, heldout_users = split_users(users, heldout, config.seed)
+    examples = soft_examples(
+        components, data, train_users, num_tokens=config.num_tokens, per_user=per_user
+    )
+    held = (
+        soft_examples(
+            components, data, heldout_users, num_tokens=config.num_tokens, per_user=per_user
+        )
+        if heldout_users
+        else []
+    )
     tokenizer, model = components.soft_llm()
     generator = components.require_generator("soft")
     trainer = SoftPreferenceTrainer(model, tokenizer, generator, config)
+    before = trainer.evaluate(held, seed=config.seed) if held else None
     run = trainer.train(examples, Path(out_dir), resume=resume, progress=progress)
+    run.train_users, run.heldout_users = train_users, heldout_users
+    if held:
+        run.heldout_before = before
+        run.heldout_after = trainer.evaluate(held, seed=config.seed)
+        report = {
+            "train_users": train_users,
+            "heldout_users": heldout_users,
+            "train_examples": len(examples),
+            "heldout_examples": len(held),
+            "heldout_loss_untrained": run.heldout_before,
+            "heldout_loss_trained": run.heldout_after,
+        }
+        write_text(Path(out_dir) / HELDOUT_FILE, json.dumps(report, indent=1) + "\n")
     components.use_soft_tokens(trainer, out_dir)
     return run
 
@@ -339,5 +338,6 @@ __all__ = [
     "SoftPromptExample",
     "SoftPromptRun",
     "soft_examples",
+    "split_users",
     "train_soft_tokens",
 ]
