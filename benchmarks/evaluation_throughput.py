@@ -7,6 +7,14 @@ per-row split is scored by a PureSVD model (64 factors); both evaluators rank al
 items with train masked, must agree on every metric, and are timed over repeated
 runs (median). Results go to ``benchmarks/results/evaluation_throughput.{md,json}``.
 
+Near the hardware limit: on synthetic data shaped like 5M and 20M interactions
+(100k users x 50k items, 300k x 200k; Zipf items, lognormal user activity, seeded),
+a random 64-factor scorer is evaluated (full ranking, train masked, K = 10, 20) for
+a seeded sample of users, and the same matrix product is timed on its own as
+``torch.mm`` into a preallocated output, alternating with the evaluation in the
+same run: evaluation GFLOP/s (2 · users · items · factors over its time) as a share
+of the GEMM's. ``--sizes`` picks the sizes (``--sizes none`` skips them).
+
 :func:`evaluate_per_user` is also the straightforward reference implementation the
 tests compare the batched evaluator against.
 """
@@ -33,6 +41,7 @@ import torch
 import data_root
 from tastemaker.atomic import write_text
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.vocab import Vocab
 from tastemaker.evaluation import Scorer, evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,6 +93,8 @@ def evaluate_per_user(
 
 class PureSVD:
     """Truncated SVD of the binary train matrix: a deterministic, non-trivial scorer."""
+
+    scores_are_new = True  # a new product per call: the evaluator may mask it in place
 
     def __init__(self, train: Interactions, factors: int = FACTORS, seed: int = SEED) -> None:
         from scipy.sparse.linalg import svds
@@ -160,6 +171,104 @@ def bench(folder: Path) -> dict[str, Any]:
     }
 
 
+#: name: (interactions, users, items), as in the scale benchmark's 5M and 20M sizes.
+SIZES = {"5M": (5_000_000, 100_000, 50_000), "20M": (20_000_000, 300_000, 200_000)}
+SAMPLE_USERS = 4096  # evaluated users per size: the rates do not depend on how many
+TRUTH_SHARE = 0.1
+
+
+class RandomFactors:
+    """A 64-factor scorer with seeded random vectors: a matrix product per chunk, new tensors."""
+
+    scores_are_new = True
+
+    def __init__(self, n_users: int, n_items: int, seed: int = SEED) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.users = torch.randn(n_users, FACTORS, generator=generator)
+        self.items = torch.randn(n_items, FACTORS, generator=generator)
+
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
+        return self.users[torch.from_numpy(user_idx)] @ self.items.T
+
+
+def synthetic_parts(rows: int, n_users: int, n_items: int) -> tuple[Interactions, Interactions]:
+    """Train and truth of SAMPLE_USERS users drawn from a synthetic table of ``rows``
+    interactions (Zipf(0.9) items, lognormal(0, 1) activity, seed 0): only the sampled
+    users' rows are built, on vocabularies of every user and item."""
+    rng = np.random.default_rng(SEED)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    per_user = np.maximum(1, np.round(activity / activity.sum() * rows)).astype(np.int64)
+    sample = np.sort(rng.choice(n_users, SAMPLE_USERS, replace=False))
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    popularity /= popularity.sum()
+    users = np.repeat(sample, per_user[sample])
+    items = rng.permutation(n_items)[rng.choice(n_items, len(users), p=popularity)]
+    in_truth = rng.random(len(users)) < TRUTH_SHARE
+    user_vocab = Vocab([f"u{u}" for u in range(n_users)], kind="user")
+    item_vocab = Vocab([f"i{i}" for i in range(n_items)], kind="item")
+
+    def part(mask: np.ndarray) -> Interactions:
+        frame = pl.DataFrame(
+            {"user_id": user_vocab.decode(users[mask]), "item_id": item_vocab.decode(items[mask])}
+        )
+        return Interactions(frame, user_vocab, item_vocab)
+
+    return part(~in_truth), part(in_truth)
+
+
+def timed(run: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    started_cpu, started = time.process_time(), time.perf_counter()
+    run()
+    return time.perf_counter() - started, time.process_time() - started_cpu
+
+
+def gemm(scorer: RandomFactors, users: np.ndarray) -> None:
+    """The evaluation's matrix product alone: chunks of BATCH_SIZE users into one output."""
+    out = torch.empty(BATCH_SIZE, scorer.items.shape[0])
+    for begin in range(0, len(users), BATCH_SIZE):
+        chunk = torch.from_numpy(users[begin : begin + BATCH_SIZE])
+        torch.mm(scorer.users[chunk], scorer.items.T, out=out[: len(chunk)])
+
+
+def bench_size(name: str) -> dict[str, Any]:
+    """Evaluation vs GEMM GFLOP/s at one synthetic size, alternating, median of REPEATS."""
+    rows, n_users, n_items = SIZES[name]
+    train, truth = synthetic_parts(rows, n_users, n_items)
+    scorer = RandomFactors(n_users, n_items)
+    users = np.unique(truth.indices()[0])
+    flops = 2.0 * len(users) * n_items * FACTORS
+    evaluate(scorer, truth, [train], ks=KS, batch_size=BATCH_SIZE)  # warm-up
+    times: dict[str, list[tuple[float, float]]] = {"gemm": [], "evaluation": []}
+    for _ in range(REPEATS):  # alternating, so load changes hit both alike
+        times["gemm"].append(timed(lambda: gemm(scorer, users)))
+        times["evaluation"].append(
+            timed(lambda: evaluate(scorer, truth, [train], ks=KS, batch_size=BATCH_SIZE))
+        )
+    # CPU seconds decide (one thread: on a shared machine wall time also counts waiting).
+    gflops = {
+        name: flops / statistics.median(cpu for _, cpu in runs) / 1e9
+        for name, runs in times.items()
+    }
+    wall = {name: statistics.median(w for w, _ in runs) for name, runs in times.items()}
+    return {
+        "size": name,
+        "interactions": rows,
+        "users": n_users,
+        "items": n_items,
+        "users_evaluated": len(users),
+        "train_rows": len(train),
+        "runs_wall_cpu_seconds": times,
+        "gemm_gflops": gflops["gemm"],
+        "evaluation_gflops": gflops["evaluation"],
+        "share_of_gemm": gflops["evaluation"] / gflops["gemm"],
+        "share_of_gemm_wall": wall["gemm"] / wall["evaluation"],
+        "load_average_1min_after": os.getloadavg()[0],
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     rows = [
         f"| {r['dataset']} | {r['users_evaluated']} | {r['items']} | "
@@ -187,15 +296,55 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
+            *synthetic_markdown(report.get("synthetic", [])),
         ]
     )
+
+
+def synthetic_markdown(results: list[dict[str, Any]]) -> list[str]:
+    """The GEMM-share table, when synthetic sizes were run."""
+    if not results:
+        return []
+    rows = [
+        f"| {r['size']} | {r['users']:,} x {r['items']:,} | {r['users_evaluated']:,} | "
+        f"{r['gemm_gflops']:.1f} | {r['evaluation_gflops']:.1f} | "
+        f"{r['share_of_gemm']:.0%} | {r['share_of_gemm_wall']:.0%} | "
+        f"{r['load_average_1min_after']:.1f} |"
+        for r in results
+    ]
+    return [
+        "## Near the hardware limit: evaluation vs the same GEMM",
+        "",
+        f"Synthetic data (Zipf(0.9) items, lognormal(0, 1) users, seed {SEED}); a "
+        f"{FACTORS}-factor random scorer; {SAMPLE_USERS} sampled users with "
+        f"{TRUTH_SHARE:.0%} of their rows as truth, the rest masked; K = {list(KS)}, "
+        f"batch size {BATCH_SIZE}. GEMM: the same product as `torch.mm` into a "
+        "preallocated output, timed alternately with the evaluation (median of "
+        f"{REPEATS}). GFLOP/s = 2 · users · items · factors / CPU seconds (one thread); "
+        "the wall-time share is given beside it, as on a shared machine wall time also "
+        "counts waiting for a core.",
+        "",
+        "| size | users x items | evaluated users | GEMM GFLOP/s | evaluation GFLOP/s "
+        "| share of GEMM (CPU) | share (wall) | load (1 min) after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_root.add_argument(parser)
+    parser.add_argument(
+        "--sizes", default="5M,20M", help="synthetic sizes, comma-separated (5M, 20M) or none"
+    )
+    args = parser.parse_args()
+    sizes = [] if args.sizes == "none" else args.sizes.split(",")
+    unknown = [size for size in sizes if size not in SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {', '.join(unknown)}; use {', '.join(SIZES)} or none")
     names = ("ml-latest-small", "ml-100k")
-    root = data_root.data_root(parser.parse_args().data_root, *names)
+    root = data_root.data_root(args.data_root, *names)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -211,6 +360,7 @@ def main() -> None:
         "ks": list(KS),
         "repeats": REPEATS,
         "results": [bench(root / name) for name in names],
+        "synthetic": [bench_size(size) for size in sizes],
     }
     write_text(RESULTS / "evaluation_throughput.json", json.dumps(report, indent=2) + "\n")
     write_text(RESULTS / "evaluation_throughput.md", markdown(report))

@@ -79,8 +79,57 @@ class DataConfig(_Config):
         False, description="drop NaN/inf ratings and timestamps (recorded) instead of failing"
     )
     sep: str | None = Field(None, description="delimiter of CSV files, e.g. ';' or 'tab'")
+    # A user's own table instead of a known data set (CSV, TSV or Parquet).
+    table: Path | None = Field(None, description="interaction table: CSV, TSV or Parquet")
+    user_col: str | None = Field(None, description="table: the user ID column")
+    item_col: str | None = Field(None, description="table: the item ID column")
+    rating_col: str | None = Field(None, description="table: the rating column")
+    timestamp_col: str | None = Field(None, description="table: Unix seconds or ISO dates")
+    items: Path | None = Field(None, description="table: an item table (CSV, TSV, Parquet)")
+    item_id_col: str | None = Field(None, description="items: its item ID column (item_col)")
+    item_cols: list[str] | None = Field(None, description="items: the columns kept (all)")
 
-    _paths = field_validator("path", "posters", mode="before")(expand_path)
+    _paths = field_validator("path", "posters", "table", "items", mode="before")(expand_path)
+
+    @field_validator("item_cols", mode="before")
+    @classmethod
+    def _parse_columns(cls, value: Any) -> Any:
+        """Accept ``"title,genres"`` as well as a list."""
+        if isinstance(value, str):
+            return [c.strip() for c in value.split(",") if c.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        """A table needs its ID columns, and the table options need a table."""
+        table_only = ("user_col", "item_col", "rating_col", "timestamp_col", "items")
+        if self.table is None:
+            stray = [f for f in (*table_only, "item_id_col", "item_cols") if getattr(self, f)]
+            if stray:
+                raise ConfigError(
+                    f"{flag_name(stray[0])} describes a table, but no --table was given",
+                    "pass --table FILE (table = in [data]) or drop the column options",
+                )
+            return self
+        if {"dataset", "path"} & self.model_fields_set:
+            raise ConfigError(
+                "both a table (--table) and a data set (--dataset/--path) were given",
+                "give one: --table FILE for your own file, or --dataset NAME",
+            )
+        missing = [f for f in ("user_col", "item_col") if getattr(self, f) is None]
+        if missing:
+            raise ConfigError(
+                f"--table {self.table} needs {' and '.join(map(flag_name, missing))}",
+                "name the table's user and item ID columns, e.g. --user-col userId "
+                "--item-col movieId",
+            )
+        if self.items is None and (self.item_id_col or self.item_cols):
+            raise ConfigError(
+                f"{flag_name('item_id_col' if self.item_id_col else 'item_cols')} describes "
+                "an item table, but no --items was given",
+                "pass --items FILE or drop the item table options",
+            )
+        return self
 
     @field_validator("sep", mode="before")
     @classmethod

@@ -58,15 +58,41 @@ def prepare(
         Path | None,
         typer.Option(help="Feedback file of tastemaker serve: its events are appended."),
     ] = None,
+    table: Annotated[
+        Path | None, typer.Option(help="Your own interaction table (CSV, TSV, Parquet).")
+    ] = None,
+    user_col: Annotated[str | None, typer.Option(help="--table: user ID column.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="--table: item ID column.")] = None,
+    rating_col: Annotated[str | None, typer.Option(help="--table: rating column.")] = None,
+    timestamp_col: Annotated[
+        str | None, typer.Option(help="--table: time column (Unix seconds or ISO 8601).")
+    ] = None,
+    items: Annotated[
+        Path | None, typer.Option(help="--table: an item table (CSV, TSV, Parquet).")
+    ] = None,
+    item_id_col: Annotated[
+        str | None, typer.Option(help="--items: its item ID column (default --item-col).")
+    ] = None,
+    item_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="--items: columns kept (default all), COLUMN or COLUMN:title|image|list, "
+            "e.g. name:title,genres:list,year."
+        ),
+    ] = None,
 ) -> None:
-    """Load, clean and split a data set into a folder (Parquet + manifest.json)."""
+    """Load, clean and split a data set, or your own table, into a folder (Parquet +
+    manifest.json)."""
     from tastemaker import config, experiment
 
     tables = config.read_toml(config_file)
     data_cfg = config.section(tables, "data", {
         "dataset": dataset, "path": path, "posters": posters, "threshold": threshold,
         "min_user": min_user, "min_item": min_item, "dedupe": dedupe,
-        "drop_invalid": drop_invalid or None, "sep": sep,
+        "drop_invalid": drop_invalid or None, "sep": sep, "table": table,
+        "user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+        "timestamp_col": timestamp_col, "items": items, "item_id_col": item_id_col,
+        "item_cols": item_cols,
     })  # fmt: skip
     split_cfg = config.section(tables, "split", {"kind": split, "ratios": ratios, "seed": seed})
     ensure_writable_dir(out.parent)

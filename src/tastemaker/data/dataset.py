@@ -87,6 +87,23 @@ class Dataset:
             manifest or self.manifest,
         )
 
+    def derived(
+        self, interactions: Interactions, catalog: Catalog | None, manifest: Manifest
+    ) -> Dataset:
+        """A Dataset of rows taken from this one (:meth:`Interactions.subset`, bound to
+        ``catalog``'s vocabulary): they were checked when this one was made, so nothing
+        is read, checked or encoded again (what keeps a 20M-row preparation linear)."""
+        catalog = catalog or self.catalog
+        if interactions.items != catalog.vocab:
+            raise DataError(
+                "derived interactions use another item vocabulary than the catalog",
+                "take them with Interactions.subset(keep, catalog.vocab)",
+            )
+        derived = object.__new__(Dataset)
+        derived.catalog, derived.interactions = catalog, interactions
+        derived.manifest = manifest.model_copy(update={"counts": derived.counts()})
+        return derived
+
     def save(self, path: Path) -> Path:
         return _write_folder(path, self.catalog, {"interactions": self.interactions}, self.manifest)
 

@@ -8,70 +8,106 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
+from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Dataset
-from tastemaker.data.interactions import ITEM_ID, RATING, TIMESTAMP, USER_ID
+from tastemaker.data.interactions import RATING, TIMESTAMP, Interactions
 from tastemaker.errors import DataError
 
 
 def _checked(
-    ds: Dataset, frame: pl.DataFrame, step: str, fix: str, prune: bool = False, **params: object
+    ds: Dataset,
+    rows: np.ndarray | None,
+    step: str,
+    fix: str,
+    prune: bool = False,
+    **params: object,
 ) -> Dataset:
-    """Record ``step``; with ``prune`` drop catalog items no interaction refers to any more."""
-    if frame.height == 0:
+    """Record ``step`` keeping the ``rows`` where True (None: all); with ``prune`` drop
+    catalog items no interaction refers to any more. Integer work only: the kept rows
+    carry their indices, the catalog is cut by a mask."""
+    interactions = ds.interactions if rows is None else ds.interactions.subset(rows)
+    if len(interactions) == 0:
         raise DataError(f"{step} left no interactions in '{ds.manifest.name}'", fix)
-    manifest = ds.manifest.with_step(step, frame.height, **params)
-    catalog = ds.catalog.subset(frame[ITEM_ID].unique().to_list()) if prune else None
-    return ds.replace(interactions=frame, catalog=catalog, manifest=manifest)
+    manifest = ds.manifest.with_step(step, len(interactions), **params)
+    catalog = None
+    if prune:
+        used = np.bincount(interactions.indices()[1], minlength=len(ds.catalog)) > 0
+        if not used.all():
+            catalog = Catalog(ds.catalog.frame.filter(pl.Series(used)))
+            interactions = interactions.subset(np.ones(len(interactions), bool), catalog.vocab)
+    return ds.derived(interactions, catalog, manifest)
 
 
 def implicit(ds: Dataset, threshold: float | None) -> Dataset:
     """Keep interactions rated at least ``threshold`` (None keeps all, as implicit feedback)."""
     frame = ds.interactions.frame
     if threshold is None:
-        return _checked(ds, frame, "implicit", "use a data set with interactions", threshold=None)
+        return _checked(ds, None, "implicit", "use a data set with interactions", threshold=None)
     if frame[RATING].null_count() == frame.height:
         raise DataError(
             f"'{ds.manifest.name}' has no ratings, so a rating threshold cannot apply",
             "drop --threshold (all interactions then count as positive)",
         )
-    kept = frame.filter(pl.col(RATING).is_null() | (pl.col(RATING) >= threshold))
+    kept = (frame[RATING].is_null() | (frame[RATING] >= threshold)).to_numpy()
     return _checked(
         ds, kept, "implicit", f"lower the rating threshold (now {threshold})", threshold=threshold
     )
 
 
+def pair_keys(interactions: Interactions) -> np.ndarray:
+    """One int64 per row naming its (user, item) pair: integer work instead of string work."""
+    users, items = interactions.indices()
+    return users * len(interactions.items) + items
+
+
 def deduplicate(ds: Dataset, keep: Literal["first", "last"] = "last") -> Dataset:
-    """One interaction per (user, item): the ``first`` or ``last`` in time."""
+    """One interaction per (user, item): the ``first`` or ``last`` in time (ties: in row
+    order; a missing time counts as latest). Rows keep their order.
+
+    Pairs are found by integer keys in one hashing pass; only the rows of repeated pairs
+    are sorted, so a table without duplicates costs no sort at all.
+    """
     if keep not in ("first", "last"):
         raise DataError(f"unknown duplicate policy '{keep}'", "use 'first' or 'last'")
-    frame = ds.interactions.frame.with_row_index("_row")
-    ordered = frame.sort([TIMESTAMP, "_row"], nulls_last=True)
-    kept = ordered.unique([USER_ID, ITEM_ID], keep=keep, maintain_order=True).sort("_row")
-    return _checked(ds, kept.drop("_row"), "deduplicate", "check the input data", keep=keep)
+    keys = pl.Series("_key", pair_keys(ds.interactions))
+    repeated = keys.is_duplicated()
+    wanted = None
+    if repeated.any():
+        times = ds.interactions.frame[TIMESTAMP]
+        rows = pl.DataFrame({"_key": keys, TIMESTAMP: times}).with_row_index("_row")
+        ordered = rows.filter(repeated).sort([TIMESTAMP, "_row"], nulls_last=True)
+        kept = ordered.unique("_key", keep=keep, maintain_order=True)["_row"]
+        wanted = ~repeated.to_numpy()
+        wanted[kept.to_numpy()] = True
+    return _checked(ds, wanted, "deduplicate", "check the input data", keep=keep)
 
 
 def k_core(ds: Dataset, min_user: int = 5, min_item: int = 5) -> Dataset:
     """Iteratively drop users with < ``min_user`` and items with < ``min_item`` interactions.
 
-    Dropped items leave the catalog too: they are no longer candidates.
+    Dropped items leave the catalog too: they are no longer candidates. Counted with
+    ``bincount`` on integer indices, each round linear in the rows.
     """
     if min_user < 1 or min_item < 1:
         raise DataError("k-core thresholds must be at least 1", "pass --min-user/--min-item ≥ 1")
-    frame = ds.interactions.frame
+    interactions = ds.interactions
+    users, items = interactions.indices()
+    alive = np.ones(len(users), dtype=bool)
     rounds = 0
     while True:
         rounds += 1
-        kept = frame.filter(
-            (pl.len().over(USER_ID) >= min_user) & (pl.len().over(ITEM_ID) >= min_item)
-        )
-        if kept.height == frame.height:
+        user_counts = np.bincount(users[alive], minlength=len(interactions.users))
+        item_counts = np.bincount(items[alive], minlength=len(interactions.items))
+        kept = alive & (user_counts[users] >= min_user) & (item_counts[items] >= min_item)
+        if np.array_equal(kept, alive):
             break
-        frame = kept
+        alive = kept
     return _checked(
         ds,
-        frame,
+        None if alive.all() else alive,
         "k_core",
         f"lower --min-user/--min-item (now {min_user}/{min_item})",
         prune=True,

@@ -104,18 +104,40 @@ def normalise_frame(frame: pl.DataFrame, where: str = "the interaction table") -
 
 
 class Interactions:
-    """A table of interactions bound to user and item vocabularies."""
+    """A table of interactions bound to user and item vocabularies.
+
+    The rows of :meth:`concat` are joined lazily: their integer indices at once, the
+    string frame only when something reads it, so a scorer that ignores the evaluator's
+    context never pays for concatenating millions of string rows.
+    """
 
     def __init__(
         self, frame: pl.DataFrame, users: Vocab | None = None, items: Vocab | None = None
     ) -> None:
-        self.frame = normalise_frame(frame)
+        self._frame: pl.DataFrame | None = normalise_frame(frame)
+        self._parts: tuple[Interactions, ...] = ()
         self.users = users or Vocab(self.frame[USER_ID].unique().sort(), kind="user")
         self.items = items or Vocab(self.frame[ITEM_ID].unique().sort(), kind="item")
         self._indices: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The rows as a Polars frame with the columns of :data:`COLUMNS`."""
+        if self._frame is None:
+            self._frame = pl.concat([part.frame for part in self._parts], how="vertical")
+            self._parts = ()
+        return self._frame
+
+    def column(self, name: str) -> pl.Series:
+        """One column of the rows; of joined parts only that column is concatenated."""
+        if self._frame is None:
+            return pl.concat([part.column(name) for part in self._parts])
+        return self._frame[name]
+
     def __len__(self) -> int:
-        return self.frame.height
+        if self._frame is None:
+            return sum(len(part) for part in self._parts)
+        return self._frame.height
 
     def __repr__(self) -> str:
         return (
@@ -125,19 +147,57 @@ class Interactions:
 
     @property
     def n_active_users(self) -> int:
+        if self._indices is not None:
+            return int(np.count_nonzero(np.bincount(self._indices[0], minlength=1)))
         return self.frame[USER_ID].n_unique()
 
     @property
     def n_active_items(self) -> int:
+        if self._indices is not None:
+            return int(np.count_nonzero(np.bincount(self._indices[1], minlength=1)))
         return self.frame[ITEM_ID].n_unique()
 
     @property
     def has_timestamps(self) -> bool:
-        return self.frame.height > 0 and self.frame[TIMESTAMP].null_count() == 0
+        if self._frame is None:
+            return len(self) > 0 and all(p.has_timestamps for p in self._parts if len(p))
+        return self._frame.height > 0 and self._frame[TIMESTAMP].null_count() == 0
 
     def with_frame(self, frame: pl.DataFrame) -> Interactions:
         """Same vocabularies, other rows."""
         return Interactions(frame, self.users, self.items)
+
+    def subset(self, keep: np.ndarray, items: Vocab | None = None) -> Interactions:
+        """The rows where ``keep`` (a boolean mask), with their indices carried over and
+        nothing validated again (they were when these rows were made).
+
+        The user vocabulary becomes the users left, in vocabulary order (a sorted one
+        stays what ``Interactions(frame)`` would build); ``items``, a vocabulary whose
+        IDs are a subset of this one's in the same order (a pruned catalog's), replaces
+        the item vocabulary: every kept row's item must be in it.
+        """
+        users, item_idx = (index[keep] for index in self.indices())
+        active = np.zeros(len(self.users), dtype=bool)
+        active[users] = True
+        vocab_users = self.users
+        if not active.all():
+            vocab_users = Vocab(self.users.decode(np.flatnonzero(active)), kind="user")
+            users = (np.cumsum(active) - 1)[users]
+        vocab_items = self.items
+        if items is not None and items is not self.items:
+            known = np.zeros(len(self.items), dtype=bool)
+            known[self.items.encode(pl.Series(items.ids, dtype=pl.Utf8))] = True
+            if not known[item_idx].all():
+                raise DataError(
+                    "some kept interactions are on items outside the new item vocabulary",
+                    "keep the items of every kept interaction",
+                )
+            vocab_items, item_idx = items, (np.cumsum(known) - 1)[item_idx]
+        subset = object.__new__(Interactions)
+        subset._frame, subset._parts = self.frame.filter(pl.Series(keep)), ()
+        subset.users, subset.items = vocab_users, vocab_items
+        subset._indices = (users, item_idx)
+        return subset
 
     @staticmethod
     def concat(parts: Sequence[Interactions]) -> Interactions:
@@ -154,7 +214,9 @@ class Interactions:
                     "the interactions to concatenate use different user or item vocabularies",
                     "concatenate parts of one Split (they share its Vocabs)",
                 )
-        joined = first.with_frame(pl.concat([part.frame for part in parts], how="vertical"))
+        joined = object.__new__(Interactions)
+        joined._frame, joined._parts = None, tuple(parts)
+        joined.users, joined.items = first.users, first.items
         # The parts' indices (usually cached already) are the joined rows' indices: no
         # re-encoding when the evaluator builds its context for every call.
         users, items = zip(*(part.indices() for part in parts), strict=True)
@@ -205,8 +267,37 @@ class Interactions:
         return content_hash(self.frame)
 
 
+#: Rows written to CSV text at once while hashing (bounded memory on 20M-row parts).
+_HASH_ROWS = 1 << 20
+
+
+def lexical_codes(column: pl.Series) -> pl.Series:
+    """Integer codes of a string column that sort as its strings do (rank among the
+    distinct values): sorting the few distinct IDs, then one hash lookup per row, is
+    many times cheaper than sorting millions of strings."""
+    distinct = column.unique().sort()
+    return column.cast(pl.Enum(distinct)).to_physical()
+
+
 def content_hash(frame: pl.DataFrame) -> str:
-    """SHA-256 of interaction rows in a canonical order: equal data, equal hash."""
-    canonical = normalise_frame(frame).sort([USER_ID, ITEM_ID, TIMESTAMP], nulls_last=True)
-    # CSV text, not a Polars hash: it must not change with the library version.
-    return hashlib.sha256(canonical.write_csv().encode()).hexdigest()
+    """SHA-256 of interaction rows in a canonical order: equal data, equal hash.
+
+    The order is user ID, item ID, timestamp (nulls last), as strings and numbers sort
+    (ties in row order); the rows are sorted by integer codes that sort like the IDs
+    (time only where a pair repeats), and hashed as CSV text a slice at a time.
+    """
+    frame = normalise_frame(frame)
+    users = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
+    items = lexical_codes(frame[ITEM_ID]).to_numpy().astype(np.int64)
+    pairs = users * (items.max(initial=0) + 1) + items  # (user, item) as one integer
+    order = np.argsort(pairs, kind="stable")
+    if (pairs[order][1:] == pairs[order][:-1]).any():  # repeated pairs: then by time
+        time = frame[TIMESTAMP]
+        order = np.lexsort((time.fill_null(0).to_numpy(), time.is_null().to_numpy(), pairs))
+    # CSV text, not a Polars hash: it must not change with the library version. Written a
+    # slice of rows at a time, so no copy of the whole table is ever made.
+    digest = hashlib.sha256()
+    for start in range(0, max(frame.height, 1), _HASH_ROWS):
+        piece = frame[order[start : start + _HASH_ROWS]]
+        digest.update(piece.write_csv(include_header=start == 0).encode())
+    return digest.hexdigest()

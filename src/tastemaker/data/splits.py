@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from tastemaker.data.dataset import PARTS, Dataset, Split, split_info
-from tastemaker.data.interactions import ITEM_ID, TIMESTAMP, USER_ID
+from tastemaker.data.interactions import ITEM_ID, TIMESTAMP, USER_ID, lexical_codes
 from tastemaker.errors import ConfigError, DataError
 
 Ratios = tuple[float, float, float]
@@ -94,17 +94,31 @@ def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: i
     given one row while train keeps more than one.
     """
     r = _check_ratios(ratios)
-    labelled = _per_user_ratio(ds.interactions.frame, r, seed)
+    labelled = _per_user_ratio(ds.interactions.frame, r, seed, ds.interactions.indices()[0])
     return _build(ds, labelled, "ratio", seed, {"ratios": list(r)})
 
 
-def _per_user_ratio(frame: pl.DataFrame, r: Ratios, seed: int) -> pl.DataFrame:
-    """``frame`` shuffled, with each user's rows labelled train/valid/test by ``r``."""
+def user_ranks(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of integer user codes: its position among its user's rows (in row order)
+    and the user's number of rows; a stable integer sort, no string grouping."""
+    counts = np.bincount(users)
+    grouped = np.argsort(users, kind="stable")
+    starts = np.cumsum(counts) - counts
+    pos = np.empty(len(users), dtype=np.int64)
+    pos[grouped] = np.arange(len(users)) - starts[users[grouped]]
+    return pos, counts[users]
+
+
+def _per_user_ratio(
+    frame: pl.DataFrame, r: Ratios, seed: int, users: np.ndarray | None = None
+) -> pl.DataFrame:
+    """``frame`` shuffled, with each user's rows labelled train/valid/test by ``r``;
+    ``users``: the rows' integer user codes when known (else made from the IDs)."""
     order = np.random.default_rng(seed).permutation(frame.height)
-    shuffled = frame[order].with_columns(
-        _pos=pl.int_range(pl.len()).over(USER_ID), _n=pl.len().over(USER_ID)
-    )
-    n = shuffled["_n"].to_numpy().astype(np.int64)
+    if users is None:
+        users = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
+    pos, n = user_ranks(users[order])
+    shuffled = frame[order]
     valid = np.floor(r[1] * n).astype(np.int64)
     test = np.floor(r[2] * n).astype(np.int64)
     train = n - valid - test
@@ -112,9 +126,8 @@ def _per_user_ratio(frame: pl.DataFrame, r: Ratios, seed: int) -> pl.DataFrame:
         bump = (train > 1) & (share * n > 0) & (share * n < 1)
         count += bump
         train -= bump
-    pos = shuffled["_pos"].to_numpy()
     part = np.where(pos < train, 0, np.where(pos < train + valid, 1, 2)).astype(np.int8)
-    return shuffled.drop("_pos", "_n").with_columns(pl.Series(_PART, part))
+    return shuffled.with_columns(pl.Series(_PART, part))
 
 
 def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:

@@ -2,10 +2,18 @@
 
 For each chunk of users the scorer returns a dense ``(users, items)`` block; items
 the user already interacted with (the ``exclude`` parts, e.g. train) are set to
-``-inf``; one ``torch.topk`` at the largest K ranks them; the top-K indices are
-looked up in the sparse truth matrix to get a boolean hits matrix, and every
-metric at every K is computed from it at once. There is no per-user Python loop,
-so evaluating thousands of users costs a few matrix operations.
+``-inf`` in place, at flat positions read straight from the CSR arrays; one fused
+top-K per block (:mod:`tastemaker.evaluation.topk`, ties to the lower item index)
+ranks them; the top-K indices are looked up in the sparse truth matrix to get a
+boolean hits matrix, and every metric at every K is computed from it at once.
+
+What keeps it near the speed of the scorer's matrix product: a scorer that promises
+new tensors (``scores_are_new``, as every :class:`~tastemaker.models.base.Recommender`
+does) is masked in place, any other is copied into one score buffer reused by every
+chunk; chunks hold at most :data:`CHUNK_CELLS` scores, so the allocator reuses their
+memory instead of faulting in fresh pages every time; the context (train + valid
+when testing) is joined as integer indices, its string rows only if a scorer reads
+them. There is no per-user Python loop.
 """
 
 from __future__ import annotations
@@ -20,16 +28,27 @@ from tastemaker.data.dataset import Split
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.evaluation.metrics import METRICS
+from tastemaker.evaluation.topk import top_k
 from tastemaker.reporting.values import plural
 
 if TYPE_CHECKING:
     import torch
 
 PARTS_EXCLUDED: dict[str, tuple[str, ...]] = {"valid": ("train",), "test": ("train", "valid")}
+#: Scores per chunk at most (16 MB of float32), at least :data:`MIN_CHUNK_ROWS` users:
+#: blocks under glibc's 32 MB mmap ceiling are recycled by malloc instead of mapped
+#: afresh (measured: a fresh 200 MB block per chunk nearly doubled the product's time).
+CHUNK_CELLS = 1 << 22
+MIN_CHUNK_ROWS = 16
 
 
 class Scorer(Protocol):
-    """Anything that scores all items for a batch of user indices."""
+    """Anything that scores all items for a batch of user indices.
+
+    A scorer may also set ``scores_are_new = True`` to promise that every tensor it
+    returns is its own new one, which the evaluator then masks in place; without it the
+    scores are copied into the evaluator's buffer first.
+    """
 
     def score_indices(
         self, user_idx: np.ndarray, context: Interactions | None = None
@@ -82,24 +101,50 @@ def _exclusion_matrix(truth: Interactions, exclude: Sequence[Interactions]) -> s
     return matrix.tocsr()
 
 
-def _row_coords(block: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every stored entry of a CSR block, rows ascending."""
-    rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr))
-    return rows, block.indices.astype(np.int64)
+def row_positions(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``rows``, column) of every stored entry of ``matrix``'s ``rows``,
+    read from its ``indptr``/``indices`` arrays without slicing a copy of the rows."""
+    starts = matrix.indptr[rows].astype(np.int64)
+    lengths = matrix.indptr[rows + 1].astype(np.int64) - starts
+    total = int(lengths.sum())
+    local = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    entries = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lengths)
+    return local, matrix.indices[entries].astype(np.int64)
 
 
-def _lookup_hits(truth_block: sp.csr_matrix, top_idx: np.ndarray) -> np.ndarray:
-    """hits[u, j] = whether item top_idx[u, j] is in row u of the truth block.
+def _lookup_hits(truth: sp.csr_matrix, rows: np.ndarray, top_idx: np.ndarray) -> np.ndarray:
+    """hits[u, j] = whether item top_idx[u, j] is in row ``rows[u]`` of ``truth``.
 
-    Entries are encoded as ``row * n_items + item``; a canonical CSR block gives
+    Entries are encoded as ``position * n_items + item``; a canonical CSR matrix gives
     them in ascending order, so one ``searchsorted`` answers every lookup.
     """
-    n_items = truth_block.shape[1]
-    rows, cols = _row_coords(truth_block)
-    keys = rows * n_items + cols
+    n_items = truth.shape[1]
+    local, cols = row_positions(truth, rows)
+    keys = local * n_items + cols
     query = np.arange(top_idx.shape[0], dtype=np.int64)[:, None] * n_items + top_idx
     pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return keys[pos] == query
+
+
+class ScoreBuffer:
+    """One score block reused by every chunk, made on first use with the scorer's dtype
+    and device (so copying never rounds a score), for scorers that keep their tensors."""
+
+    def __init__(self, rows: int, n_items: int) -> None:
+        self.shape = (rows, n_items)
+        self.block: torch.Tensor | None = None
+
+    def holding(self, scores: torch.Tensor) -> torch.Tensor:
+        """A copy of ``scores`` in the buffer's first rows."""
+        import torch
+
+        if self.block is None or (self.block.dtype, self.block.device) != (
+            scores.dtype,
+            scores.device,
+        ):
+            self.block = torch.empty(self.shape, dtype=scores.dtype, device=scores.device)
+        return self.block[: scores.shape[0]].copy_(scores)
 
 
 def _score_block(
@@ -108,10 +153,11 @@ def _score_block(
     n_items: int,
     excluded: sp.csr_matrix,
     context: Interactions | None,
-    blocked: np.ndarray | None = None,
+    buffer: ScoreBuffer,
+    blocked: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scores of one user chunk with excluded (and ``blocked``) items at -inf (the
-    scorer's tensor untouched)."""
+    """Scores of one user chunk with excluded (and ``blocked``) items at -inf: in place
+    when the scorer promises new tensors, else in ``buffer`` (its tensor untouched)."""
     import torch
 
     scores = torch.as_tensor(scorer.score_indices(users, context=context))
@@ -121,16 +167,14 @@ def _score_block(
             f"{plural(len(users), 'user')} and a catalog of {plural(n_items, 'item')}",
             "evaluate a model trained on this data set's split (same item vocabulary)",
         )
-    rows, cols = _row_coords(excluded[users])
-    if rows.size or blocked is not None:
-        # A contiguous copy, so a view of the scorer's own state is never written into;
-        # filling a flat view is several times faster than 2-D index_put.
-        scores = scores.clone(memory_format=torch.contiguous_format)
-    if rows.size:
-        flat = torch.from_numpy(rows * n_items + cols).to(scores.device)
+    if not (getattr(scorer, "scores_are_new", False) and scores.is_contiguous()):
+        scores = buffer.holding(scores)  # filling a flat view needs contiguity
+    local, cols = row_positions(excluded, users)
+    if local.size:
+        flat = torch.from_numpy(local * n_items + cols).to(scores.device)
         scores.view(-1).index_fill_(0, flat, float("-inf"))
     if blocked is not None:
-        scores.index_fill_(1, torch.from_numpy(blocked).to(scores.device), float("-inf"))
+        scores.index_fill_(1, blocked.to(scores.device), float("-inf"))
     return scores
 
 
@@ -190,30 +234,35 @@ def evaluate(
             "evaluate on a non-empty validation or test part",
         )
     excluded = _exclusion_matrix(truth, exclude)
-    # Built once, so a scorer may cache what it derives from it (by identity) across chunks.
+    # Built once, so a scorer may cache what it derives from it (by identity) across chunks;
+    # joined lazily (indices now, string rows only if the scorer reads them).
     context = Interactions.concat(exclude) if len(exclude) > 1 else next(iter(exclude), None)
     truth_matrix = truth.to_csr()
     truth_matrix.sort_indices()
     blocked = _blocked_items(candidates, truth_matrix, n_items)
     n_relevant = np.diff(truth_matrix.indptr).astype(np.int64)
     users = np.flatnonzero(n_relevant)
+    rows = min(batch_size, max(MIN_CHUNK_ROWS, CHUNK_CELLS // n_items), len(users))
+    buffer = ScoreBuffer(rows, n_items)
+    blocked_items = None if blocked is None else torch.from_numpy(blocked)
 
     totals = {f"{name}@{k}": 0.0 for name in names for k in ks}
     seen = {k: np.zeros(n_items, dtype=bool) for k in ks}
     bar = tqdm(total=len(users), unit="user", desc="evaluate", disable=not progress)
     with bar, torch.no_grad():  # no autograd graph for models that score with gradients on
-        for start in range(0, len(users), batch_size):
-            chunk = users[start : start + batch_size]
-            scores = _score_block(scorer, chunk, n_items, excluded, context, blocked)
-            top_scores, top_idx = torch.topk(scores, ks[-1], dim=1)
-            if torch.isnan(top_scores).any():  # topk ranks NaN above every number
+        for start in range(0, len(users), rows):
+            chunk = users[start : start + rows]
+            scores = _score_block(scorer, chunk, n_items, excluded, context, buffer, blocked_items)
+            top_scores, top_idx = top_k(scores, ks[-1])
+            del scores  # the scorer's block is freed before the next one is made
+            if torch.isnan(top_scores).any():  # NaN ranks above every number
                 raise DataError(
                     "the scorer returned NaN scores, so its ranking is undefined",
                     "check the model for divergence (e.g. lower the learning rate) and retrain",
                 )
             top_idx = top_idx.cpu().numpy()
             recommended = (top_scores != float("-inf")).cpu().numpy()
-            hits = _lookup_hits(truth_matrix[chunk], top_idx) & recommended
+            hits = _lookup_hits(truth_matrix, chunk, top_idx) & recommended
             for k in ks:
                 for name in names:
                     values = METRICS[name](hits[:, :k], n_relevant[chunk])

@@ -73,6 +73,7 @@ class Recommender(ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     state_keys: ClassVar[tuple[str, ...]]
     requires_features: ClassVar[bool] = False
+    scores_are_new: ClassVar[bool] = True  # score_indices returns new tensors: masked in place
     config: ModelConfig
     generator: torch.Generator
 

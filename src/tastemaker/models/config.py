@@ -51,6 +51,7 @@ class TrainableConfig(ModelConfig):
     epochs: PositiveInt = 100
     patience: PositiveInt = 10
     eval_every: PositiveInt = 1
+    valid_users: PositiveInt | None = 2000  # validation's seeded user sample (training.py)
     early_stopping_metric: str = Field("ndcg@10", pattern=r"^[a-z_]+@[1-9][0-9]*$")
     learning_rate: PositiveFloat = 1e-3
     batch_size: PositiveInt = 2048

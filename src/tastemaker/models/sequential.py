@@ -69,7 +69,7 @@ def time_ordered(interactions: Interactions) -> tuple[np.ndarray, np.ndarray]:
             "use a data set with timestamps (e.g. ml-100k) or a non-sequential model",
         )
     users, items = interactions.indices()
-    order = np.argsort(interactions.frame[TIMESTAMP].to_numpy(), kind="stable")
+    order = np.argsort(interactions.column(TIMESTAMP).to_numpy(), kind="stable")
     order = order[np.argsort(users[order], kind="stable")]
     return users[order], items[order]
 

@@ -6,6 +6,13 @@ the mean loss); the loop evaluates on validation data every ``eval_every``
 epochs, keeps an in-memory copy of the best weights, stops after ``patience``
 evaluations without improvement and restores the best weights.
 
+Validation ranks the whole catalog for a seeded sample of at most ``valid_users``
+validation users (default 2,000; None: all), the same users at every epoch and on
+resume, so epochs are compared on equal terms. Full ranking costs users × items ×
+factors, not interactions: at 5M interactions one pass over all 100k users cost as
+much as 6.5 ALS epochs, 2,000 of them cost 2% of that. Data sets with at most 2,000
+validation users (ml-100k, ml-latest-small) are validated on all of them, as before.
+
 Progress is one ``logging`` line per epoch (logger ``tastemaker.models.training``,
 INFO; timings at DEBUG) and an ``on_epoch`` callback: the library prints nothing
 unless logging is configured (the CLI shows the lines on stderr, piped or not).
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import polars as pl
 import torch
 
 from tastemaker.data.interactions import Interactions
@@ -206,6 +214,7 @@ def train_loop(
             f"use one of {', '.join(METRICS)} with a cut-off, e.g. ndcg@10",
         )
     candidates = cold_candidates(train, valid) if valid is not None else None
+    sample = None if valid is None else user_sample(valid, config.valid_users, config.seed)
     hashes = _hashes(train, valid)
     log: list[dict[str, Any]] = list(model.training_log or []) if start is not None else []
     state, begun = start, time.perf_counter()
@@ -224,7 +233,7 @@ def train_loop(
             if valid is not None and epoch % config.eval_every == 0:
                 results = evaluate(
                     model,
-                    valid,
+                    sample,
                     exclude=[train],
                     ks=(int(cutoff),),
                     metrics=(name,),
@@ -325,6 +334,18 @@ def _clone(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _hashes(train: Interactions, valid: Interactions | None) -> dict[str, str | None]:
     return {"train": train.content_hash(), "valid": None if valid is None else valid.content_hash()}
+
+
+def user_sample(valid: Interactions, n_users: int | None, seed: int) -> Interactions:
+    """The rows of a seeded sample of ``n_users`` of ``valid``'s users (all of ``valid``
+    when it has no more users, or ``n_users`` is None): one draw per run, so a resumed
+    run validates on the same users."""
+    users = np.unique(valid.indices()[0])
+    if n_users is None or len(users) <= n_users:
+        return valid
+    chosen = np.zeros(len(valid.users), dtype=bool)
+    chosen[np.random.default_rng(seed).choice(users, size=n_users, replace=False)] = True
+    return valid.with_frame(valid.frame.filter(pl.Series(chosen[valid.indices()[0]])))
 
 
 def cold_candidates(train: Interactions, valid: Interactions) -> np.ndarray | None:

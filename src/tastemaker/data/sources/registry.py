@@ -23,6 +23,7 @@ from tastemaker.data.sources.download import download, extract_zip, fetch_text
 from tastemaker.data.sources.embedded import BUNDLE_NAME, load_bundled
 from tastemaker.data.sources.movielens import LAYOUTS, load_movielens, movielens_layout
 from tastemaker.data.sources.recbole import find_inter_file, load_atomic
+from tastemaker.data.sources.tabular import load_configured_table
 from tastemaker.errors import ConfigError, DataError
 
 #: ``loader(folder, posters, *, sep=None, drop_invalid=False)``, as :func:`load_folder`.
@@ -320,6 +321,8 @@ def load_dataset(
 def load_configured(config: DataConfig) -> Dataset:
     """The data set a :class:`DataConfig` names, read with its options (posters, separator,
     invalid rows): the one place every command turns a ``[data]`` table into data."""
+    if config.table is not None:  # a user's own file, by its column mapping
+        return load_configured_table(config)
     return load_dataset(
         config.dataset,
         config.path,

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from tastemaker.config import DataConfig
 from tastemaker.data.catalog import FIXED, IMAGE, ITEM_ID, TITLE
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.interactions import RATING, TEXT, TIMESTAMP, USER_ID
@@ -43,6 +44,7 @@ class ItemColumns(BaseModel):
     title: str | None = None
     image: str | None = None
     lists: dict[str, str] = Field(default_factory=dict, description='e.g. {"genres": "|"}')
+    keep: list[str] | None = Field(None, description="the other columns kept; default: all")
 
 
 class ColumnMapping(BaseModel):
@@ -113,6 +115,59 @@ def load_table(
         interactions,
         posters,
         drop_invalid=drop_invalid,
+    )
+
+
+#: ``--item-cols`` roles: ``name:title``, ``poster:image``, ``genres:list`` (split on "|").
+ROLES = ("title", "image", "list")
+
+
+def item_columns(item: str | None, specs: list[str] | None) -> ItemColumns:
+    """Item-table columns from ``--item-cols`` entries: ``col`` keeps a column as it is,
+    ``col:title`` / ``col:image`` make it the title or image path, ``col:list`` splits
+    ``"a|b"`` into labels; None keeps every column."""
+    if specs is None:
+        return ItemColumns(item=item)
+    roles: dict[str, str | None] = {"title": None, "image": None}
+    lists, keep = {}, []
+    for spec in specs:
+        column, _, role = spec.partition(":")
+        if role and role not in ROLES:
+            raise ConfigError(
+                f"--item-cols entry {spec!r} has an unknown role {role!r}",
+                f"write COLUMN or COLUMN:ROLE with a role of {', '.join(ROLES)}",
+            )
+        if role == "list":
+            lists[column] = "|"
+        elif role:
+            roles[role] = column
+        else:
+            keep.append(column)
+    return ItemColumns(item=item, lists=lists, keep=keep, **roles)
+
+
+def load_configured_table(config: DataConfig) -> Dataset:
+    """The table a ``[data]`` section names (``table``, ``user_col``, ... ``item_cols``),
+    read with its options: what ``tastemaker data prepare --table`` loads."""
+    if config.table is None or config.user_col is None or config.item_col is None:
+        raise ConfigError(
+            "no table with user and item columns was configured",
+            "pass --table FILE --user-col NAME --item-col NAME",
+        )
+    mapping = ColumnMapping(
+        user=config.user_col,
+        item=config.item_col,
+        rating=config.rating_col,
+        timestamp=config.timestamp_col,
+        items=item_columns(config.item_id_col, config.item_cols),
+    )
+    return load_table(
+        config.table,
+        mapping,
+        config.items,
+        posters=config.posters,
+        sep=config.sep,
+        drop_invalid=config.drop_invalid,
     )
 
 
@@ -206,7 +261,9 @@ def _items(path: Path, columns: ItemColumns, default_item: str, sep: str | None)
     item = columns.item or default_item
     pairs = ((item, ITEM_ID), (columns.title, TITLE), (columns.image, IMAGE))
     named = {column: fixed for column, fixed in pairs if column is not None}
-    frame = _read(path, [*named, *columns.lists], text=[item], sep=sep)
+    frame = _read(path, [*named, *columns.lists, *(columns.keep or ())], text=[item], sep=sep)
+    if columns.keep is not None:
+        frame = frame.select(list(dict.fromkeys([*named, *columns.lists, *columns.keep])))
     clash = [c for c in frame.columns if c in FIXED and c not in named]
     if clash:
         raise ConfigError(
