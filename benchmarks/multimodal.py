@@ -3,7 +3,8 @@
 Run with::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/multimodal.py \\
-        --config configs/multimodal-ml-latest-small.toml [--only bpr,clcrec-text]
+        --config configs/multimodal-ml-latest-small.toml [--only bpr,clcrec-text] \\
+        [--set early_stopping_metric=recall@20]
 
 The config is a TOML file with the usual ``[data]``, ``[split]``, ``[features]``
 and ``[eval]`` tables and one ``[[run]]`` table per model run (``model``, optional
@@ -14,8 +15,12 @@ train, early-stops on valid, and is scored once on test by
 :func:`tastemaker.evaluation.cold_start.cold_start_report`: warm items among the
 warm items, cold items among the test's cold items. A run whose model is not
 registered is skipped with a note, so the config can name models still being
-built. Results go to ``benchmarks/results/multimodal.{md,json,png}``; the
-cross-modal alignment results (``results/alignment.md``) are included when present.
+built. ``--set NAME=VALUE`` adds a model parameter to every run of this invocation
+(recorded with the run and shown in its row). Results go to
+``benchmarks/results/multimodal.{md,json,png}``; the cross-modal alignment results
+(``results/alignment.md``) are included when present, and so is the authors' own BM3
+on the same split (``results/multimodal.mmrec.json``, from ``mmrec_bm3.py``) with the
+validation curves of both BM3s (``multimodal.curves.png``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from tastemaker.evaluation.cold_start import (
     item_groups,
     restrict,
 )
+from tastemaker.evaluation.ranking import evaluate
 from tastemaker.models.registry import available_models, get_model_class
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,15 +107,18 @@ def load_experiment(path: Path) -> Experiment:
     return validate_config(Experiment, tables, where=str(path))
 
 
-def run_one(run: Run, split: Split, exp: Experiment, features: dict) -> dict[str, Any]:
-    """Train and score one run; its record for the result files."""
+def run_one(
+    run: Run, split: Split, exp: Experiment, features: dict, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train and score one run (``extra``: parameters added to the run's); its record."""
     multimodal = "modalities" in get_model_class(run.model).config_class.model_fields
     if (run.modalities is not None or run.features is not None) and not multimodal:
         raise ConfigError(
             f"run '{run.name}': model '{run.model}' reads no item content",
             "drop its modalities and features",
         )
-    params = dict(run.params)
+    extra = extra or {}
+    params = {**run.params, **extra}
     if run.modalities is not None:
         params["modalities"] = run.modalities
     if run.features is not None:  # its own content: encoded (or read from the store) now
@@ -121,11 +130,20 @@ def run_one(run: Run, split: Split, exp: Experiment, features: dict) -> dict[str
     model = experiment.train(split, ModelSpec(name=run.model, params=params), features)
     trained = time.perf_counter()
     report = cold_start_report(model, split, "test", exp.eval)
+    # MMRec's protocol, for the comparison with the authors' BM3: every item ranked,
+    # only the training items masked.
+    mmrec = evaluate(
+        model, split.test, exclude=[split.train], ks=exp.eval.ks, metrics=exp.eval.metrics
+    )
     return {
         "run": run.name,
         "model": run.model,
         "modalities": getattr(model.config, "modalities", None),
         "features": run.features,
+        "params_added": extra or None,
+        "early_stopping_metric": getattr(model.config, "early_stopping_metric", None),
+        "log": model.training_log,
+        "test_all_items_train_masked": {k: v for k, v in mmrec.items() if "@" in k},
         "train_seconds": trained - start,
         "eval_seconds": time.perf_counter() - trained,
         "epochs": len(model.training_log or []),
@@ -158,12 +176,16 @@ def merge(
     records: list[dict[str, Any]], previous: dict[str, Any] | None, exp: Experiment, split: Split
 ) -> list[dict[str, Any]]:
     """Every run of the config in its order: this invocation's records, else those of an
-    earlier one on the same split and settings (so runs can be added one at a time)."""
+    earlier one on the same split and settings (so runs can be added one at a time).
+
+    The split's content hash stands for the data: where the data lie (``[data]`` paths,
+    expanded from TASTEMAKER_DATA) and options added since do not matter when it agrees."""
     kept: dict[str, dict[str, Any]] = {}
-    settings = exp.model_dump(mode="json", exclude={"run"})
+    compared = ("split", "features", "eval")
+    settings = exp.model_dump(mode="json", include=set(compared))
     if previous is not None:
         same_split = previous["protocol"]["split"]["content_hash"] == split.content_hash
-        before = {k: v for k, v in previous["experiment"].items() if k != "run"}
+        before = {k: previous["experiment"][k] for k in compared}
         if same_split and before == settings:
             kept = {r["run"]: r for r in previous["runs"] if "report" in r}
     kept.update({r["run"]: r for r in records})
@@ -181,6 +203,13 @@ def main() -> None:
         "--config", type=Path, default=Path("configs/multimodal-ml-latest-small.toml")
     )
     parser.add_argument("--only", default="", help="comma-separated run labels or model names")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a model parameter added to every run trained now (JSON value or text)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
     parser.add_argument(
         "--render", action="store_true", help="only re-write the .md and .png from the .json"
@@ -195,6 +224,7 @@ def main() -> None:
         return
 
     exp = load_experiment(args.config)
+    extra = parse_settings(args.set)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     runs = [r for r in exp.run if not only or r.name in only or r.model in only]
     if not runs:
@@ -214,7 +244,7 @@ def main() -> None:
             note = f"model '{run.model}' is not registered yet"
             records.append({"run": run.name, "skipped": note})
             continue
-        records.append(run_one(run, split, exp, features))
+        records.append(run_one(run, split, exp, features, extra))
         records[-1]["date"] = datetime.now(UTC).isoformat(timespec="seconds")
         records[-1]["load_average_1min"] = os.getloadavg()[0]
         tqdm.write(f"{run.name}: {_summary(records[-1])}")
@@ -238,15 +268,37 @@ def main() -> None:
     write_results(result, args.out)
 
 
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` flags as parameters (the value as JSON when it parses, else text)."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set {pair!r}: write NAME=VALUE, e.g. patience=20")
+        try:
+            settings[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[name.strip()] = value
+    return settings
+
+
 def write_results(result: dict[str, Any], out: Path, with_json: bool = True) -> None:
     """``multimodal.json`` (with ``with_json``), ``.png`` and ``.md`` under ``out``."""
+    from mmrec_bm3 import CURVES, RESULT, bm3_curves, bm3_section  # beside this script
+
     if with_json:
         write_text(out / f"{NAME}.json", json.dumps(result, indent=2) + "\n")
     columns = _columns(EvalConfig.model_validate(result["experiment"]["eval"]))
     done = [r for r in result["runs"] if "report" in r]
     if done:
         write_bytes(out / f"{NAME}.png", chart(done, columns, result["protocol"]))
-    markdown = to_markdown(result, columns, chart=bool(done))
+    peer = _read_json(RESULT)
+    curves = bm3_curves(done, peer)
+    if curves is not None:
+        write_bytes(out / CURVES, curves)
+    split_hash = result["protocol"]["split"]["content_hash"]
+    section = bm3_section(done, peer, split_hash, curves is not None)
+    markdown = to_markdown(result, columns, chart=bool(done), extra=section)
     write_text(out / f"{NAME}.md", markdown)
     print(markdown)
 
@@ -287,8 +339,11 @@ def _summary(record: dict[str, Any]) -> str:
     return f"{shown} ({record['train_seconds']:.0f} s)"
 
 
-def to_markdown(result: dict[str, Any], columns: list[str], chart: bool) -> str:
-    """The results page: protocol, one row per run (best per column in bold), notes."""
+def to_markdown(
+    result: dict[str, Any], columns: list[str], chart: bool, extra: list[str] | None = None
+) -> str:
+    """The results page: protocol, one row per run (best per column in bold), notes,
+    then ``extra`` lines and the alignment results."""
     proto, machine = result["protocol"], result["machine"]
     done = [r for r in result["runs"] if "report" in r]
     best = {
@@ -316,6 +371,8 @@ def to_markdown(result: dict[str, Any], columns: list[str], chart: bool) -> str:
     ]
     for r in done:
         modalities = "+".join(r["modalities"]) if r["modalities"] else "ID only"
+        if r.get("params_added"):
+            modalities += " (" + ", ".join(f"{k}={v}" for k, v in r["params_added"].items()) + ")"
         if r.get("features"):
             modalities += " (" + ", ".join(f"{k} `{v}`" for k, v in r["features"].items()) + ")"
         epochs = f"{r['epochs']} ({r['best_epoch']})" if r["epochs"] else "–"
@@ -358,8 +415,9 @@ def to_markdown(result: dict[str, Any], columns: list[str], chart: bool) -> str:
         "- Item text is rendered from title, genres and user tags unless a run names its own "
         "template. Tags are written by people who watched the movie, so they carry some "
         "behavioural signal into the content (compare a run without them).",
-        "- Every run early-stops on validation NDCG@10 (all items ranked, train masked) and "
-        "is scored on test once; `train s` includes those validations.",
+        "- Every run early-stops on validation NDCG@10 (all items ranked, train masked) "
+        "unless its row names another `early_stopping_metric`, and is scored on test once; "
+        "`train s` includes those validations.",
         "",
         "## Results (test)",
         "",
@@ -367,6 +425,7 @@ def to_markdown(result: dict[str, Any], columns: list[str], chart: bool) -> str:
         "",
         *([f"![warm and cold test metrics]({NAME}.png)", ""] if chart else []),
         *(["Not in the table:", "", *skipped, ""] if skipped else []),
+        *(extra or []),
     ]
     if ALIGNMENT.is_file():  # its title becomes this section's heading
         body = ALIGNMENT.read_text(encoding="utf-8").strip().splitlines()

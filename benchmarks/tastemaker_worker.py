@@ -1,9 +1,12 @@
 """One tastemaker run for ``vs_recbole.py``; the twin of ``recbole_worker.py`` in ``.venv``.
 
 ``python tastemaker_worker.py MODEL --data DIR --params JSON --out FILE`` loads the
-atomic files in DIR, splits them as RecBole's protocol does (random 8:1:1 per user
-for bpr/lightgcn, leave-one-out by time for sasrec), fits with early stopping on
-validation NDCG@10 and writes the run's record (same schema as the RecBole worker).
+split that ``recbole_split.py`` wrote into ``DIR/split`` (the rows RecBole reads from
+the atomic files beside it), fits with early stopping on validation NDCG@10 and
+writes the run's record (same schema as the RecBole worker). For SASRec the test
+metrics come under both protocols: the user's train and valid items excluded from the
+ranking (tastemaker's) and not excluded (RecBole's), after the best epoch and, with
+``snapshot_epoch`` in the params, after that many epochs.
 
 Training seconds per epoch come from wrapping the model's ``_train_epoch``; the
 wall-clock time of each validation from ``training_log``'s per-epoch seconds
@@ -19,9 +22,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vs_recbole import METRIC, outcome, worker_main
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from tastemaker.data.dataset import Split
+    from tastemaker.data.interactions import Interactions
+    from tastemaker.models.base import Recommender
 
 
 def model_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -38,56 +49,87 @@ def model_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _KnownContext:
+    """A model scored with a fixed context: a user's history is read, not masked."""
+
+    def __init__(self, model: Recommender, context: Interactions) -> None:
+        self.model, self.context = model, context
+
+    def score_indices(
+        self, user_idx: np.ndarray, context: Interactions | None = None
+    ) -> torch.Tensor:
+        return self.model.score_indices(user_idx, self.context)
+
+
+def protocols(model: Recommender, split: Split) -> dict[str, dict[str, float]]:
+    """Test NDCG@10 / Recall@10 with the train and valid items excluded and not."""
+    from tastemaker.data.interactions import Interactions
+    from tastemaker.evaluation import evaluate, evaluate_split
+
+    kw: dict[str, Any] = {"ks": (10,), "metrics": ("ndcg", "recall")}
+    known = _KnownContext(model, Interactions.concat([split.train, split.valid]))
+    return {
+        "excluded": evaluate_split(model, split, "test", **kw),
+        "not_excluded": evaluate(known, split.test, **kw),
+    }
+
+
 def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repeats: int) -> dict:
     import torch
 
     import tastemaker
-    from tastemaker.data.sources import load_atomic
-    from tastemaker.data.splits import leave_one_out, random_ratio
+    from tastemaker.data.dataset import Split
     from tastemaker.evaluation import evaluate_split
     from tastemaker.models import create_model
 
-    dataset = load_atomic(data)
-    if model == "sasrec":
-        split = leave_one_out(dataset)
-    else:
-        split = random_ratio(dataset, (0.8, 0.1, 0.1), seed=params["seed"])
+    split = Split.load(data / "split")
     recommender = create_model(model, **model_params(model, params))
+    sequential = model == "sasrec"
+    snapshot: dict[str, Any] = {}
 
     starts: list[float] = []
     train_seconds: list[float] = []
+    train_cpu: list[float] = []
     train_epoch = recommender._train_epoch
     last_loss = float("nan")
 
     def timed_train() -> float:
         nonlocal last_loss
-        begin = time.perf_counter()
-        if begin - start > budget:
+        begin, cpu = time.perf_counter(), time.process_time()
+        if begin - start > budget and len(train_seconds) >= params.get("snapshot_epoch", 0):
             return last_loss  # out of time: idle epochs until patience runs out
         starts.append(begin - start)
         last_loss = train_epoch()
         train_seconds.append(time.perf_counter() - begin)
+        train_cpu.append(time.process_time() - cpu)
+        if sequential and len(train_seconds) == params.get("snapshot_epoch"):
+            snapshot.update(epoch=len(train_seconds), **protocols(recommender, split))
         return last_loss
 
     recommender._train_epoch = timed_train  # type: ignore[method-assign]
     start = time.perf_counter()
     recommender.fit(split.train, split.valid)
     fit_seconds = time.perf_counter() - start
-    assert recommender.training_log is not None
+    if recommender.training_log is None:
+        raise SystemExit("the model kept no training log")
     trained = recommender.training_log[: len(train_seconds)]
     epochs = [
         {
             "epoch": row["epoch"],
             "train_seconds": seconds,
+            "train_cpu_seconds": cpu,
             METRIC: row[METRIC],
             "elapsed_seconds": began + row["seconds"],
         }
-        for row, seconds, began in zip(trained, train_seconds, starts, strict=True)
+        for row, seconds, cpu, began in zip(trained, train_seconds, train_cpu, starts, strict=True)
     ]
 
     def test() -> dict[str, float]:
         return evaluate_split(recommender, split, "test", ks=(10,), metrics=("ndcg", "recall"))
 
+    extra: dict[str, Any] = {}
+    if sequential:
+        extra = {"test_protocols": protocols(recommender, split), "test_at_epoch": snapshot or None}
     return {
         "toolkit": "tastemaker",
         "version": tastemaker.__version__,
@@ -105,6 +147,7 @@ def run(model: str, data: Path, params: dict[str, Any], budget: float, eval_repe
         **outcome(
             epochs, len(trained) < len(recommender.training_log), fit_seconds, test, eval_repeats
         ),
+        **extra,
     }
 
 

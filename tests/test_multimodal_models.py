@@ -241,6 +241,50 @@ def test_vbpr_scores_follow_eq2(cold_fitted: dict[str, ContentRecommender]) -> N
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_bm3_loss_is_the_authors_formula() -> None:
+    """BM3's batch loss on tiny tensors, computed by hand as the authors' code does
+    (MMRec ``bm3.py``): LightGCN output + the item's own embedding, the L2 term
+    0.1 × (‖H_u‖_F + ‖H_i‖_F) / n_items over every row (not the batch's squared norms)."""
+    rows = [("u0", "i0", 1.0, 1), ("u0", "i1", 1.0, 2), ("u1", "i1", 1.0, 3), ("u1", "i2", 1.0, 4)]
+    data = make_dataset(rows, n_items=3)
+    rng = np.random.default_rng(3)
+    text = ItemEmbeddings(
+        ["i0", "i1", "i2"], rng.normal(size=(3, 5)).astype(np.float32), np.ones(3, bool),
+        "synthetic-text", "text",
+    )  # fmt: skip
+    model = BM3(factors=4, dropout=0.0, epochs=1, modalities=["text"], batch_size=4)
+    model.fit(data.interactions, features={"text": text})
+    net = model.net
+    assert isinstance(net, torch.nn.Module)
+    users, items = data.interactions.indices()
+    users_t, items_t = torch.tensor(users), torch.tensor(items)
+    with torch.no_grad():
+        got = float(model._loss(users_t, items_t, torch.zeros(0, dtype=torch.int64)))
+        e_u, e_i = net.user_embedding.numpy(), net.item_embedding.numpy()
+        w, b = net.predictor_weight.numpy(), net.predictor_bias.numpy()
+        f = text.vectors / np.linalg.norm(text.vectors, axis=1).mean()
+        h_t = f @ net.project.weight["text"].numpy() + net.project.bias["text"].numpy()
+    seen = np.zeros((2, 3))
+    seen[users, items] = 1
+    degree_u, degree_i = seen.sum(1), seen.sum(0)
+    norm = seen / np.sqrt(degree_u[:, None] * degree_i[None, :])
+    h_u = (e_u + norm @ e_i) / 2  # mean of layers 0 and 1
+    h_i = (e_i + norm.T @ e_u) / 2 + e_i  # + the item residual
+
+    def distance(a: np.ndarray, c: np.ndarray) -> float:
+        cos = (a * c).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(c, axis=1)
+        return float(np.mean(1 - cos))
+
+    u, i, t = h_u[users], h_i[items], h_t[items]
+    expected = (
+        distance(u @ w + b, i)
+        + distance(i @ w + b, u)
+        + 2.0 * (distance(t @ w + b, i) + distance(t @ w + b, t))
+        + 0.1 * (np.linalg.norm(h_u) + np.linalg.norm(h_i)) / 3
+    )
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def test_freedom_cold_item_is_its_neighbours_mean(
     cold_fitted: dict[str, ContentRecommender],
 ) -> None:

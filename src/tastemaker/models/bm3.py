@@ -1,26 +1,41 @@
 """BM3: self-supervised multimodal recommendation without negative samples.
 
 Zhou et al., "Bootstrap Latent Representations for Multi-modal Recommendation",
-WWW 2023. User and item ID embeddings go through LightGCN (h_u, h_i); each modality's
-features through an affine projection (h_i^m). A shared predictor p gives the online
-view; the target view is a dropout of the detached embedding (no target network, no
-negatives). With C(a, b) = 1 − cos(a, b), averaged over a batch of (user, item) pairs:
+WWW 2023, as the authors' code (MMRec, ``src/models/bm3.py``) computes it. User and
+item ID embeddings go through LightGCN, and each item's ID embedding is added back to
+its graph output (the item residual): h_u, h_i = LightGCN(e)_i + e_i. Each modality's
+features go through an affine projection (h_i^m). A shared predictor p gives the
+online view; the target view is a dropout of the detached embedding (no target
+network, no negatives). With C(a, b) = 1 − cos(a, b), averaged over a batch of
+(user, item) pairs:
 
 - reconstruction of the graph: C(p(h_u), h̃_i) + C(p(h_i), h̃_u),
 - inter-modality alignment: Σ_m C(p(h_i^m), h̃_i),
 - intra-modality masked prediction: Σ_m C(p(h_i^m), h̃_i^m),
 
-weighted 1, ``cl_weight``, ``cl_weight``, plus ``reg`` × the mean squared norm of the
-batch's h_u and h_i (the paper's L2 term). A score is p(h_u)·p(h_i).
+weighted 1, ``cl_weight``, ``cl_weight``, plus the L2 term as the authors compute it:
+``reg`` × (‖H_u‖ + ‖H_i‖) / n_items, the Frobenius norms (not squared) of every
+user's and every item's h, divided by the number of items. A score is p(h_u)·p(h_i).
 
-Missing modalities: an item lacking m (mask False) is left out of m's two losses.
-Cold items (no training interaction) have no trained h_i. The alignment loss trains
-p(h_i^m) to point where h_i points, and the reconstruction loss trains p(h_u) to point
-there too, so a cold item's vector is the mean of p(h_i^m) over the modalities it has,
-rescaled to the mean length of warm items' p(h_i) (cosine losses fix directions, not
-lengths). On ml-latest-small (20% cold items) this beat p(mean p(h_i^m)), the online
-map applied once more, by cold Recall@20 0.197 to 0.171. A cold item with no modality
-at all scores 0.
+The L2 term matters: the cosine losses ignore lengths, so a penalty on the batch's
+mean *squared* norms (weight 0.1) shrank the embeddings until Adam's steps dwarfed
+them, and validation Recall@20 on ml-latest-small fell from 0.167 to 0.062 within 20
+epochs (issue 13). With the authors' term, validation Recall@20 on ml-latest-small's
+cold-start split follows MMRec's own BM3 (peak 0.108 at epoch 32 against 0.107 at 43)
+and then still declines, faster than MMRec's (``benchmarks/results/multimodal.md``).
+
+Deliberate differences from the authors' code: their item features are
+``nn.Embedding.from_pretrained(freeze=False)``, i.e. fine-tuned; here they stay fixed
+(the paper projects given features, and a fine-tuned warm item drifts away from the
+untouched features of cold items: on ml-latest-small's cold-start split, validation
+cold Recall@20 at epoch 42 was 0.166 fine-tuned against 0.192 fixed, warm 0.156 against
+0.150: fine-tuning did not stop the decline either). An item lacking modality m (mask
+False) is left out of m's two losses. Cold items (no training interaction) have no
+trained e_i. The alignment loss trains p(h_i^m) to point where h_i points, and the
+reconstruction loss trains p(h_u) to point there too, so a cold item's vector is the
+mean of p(h_i^m) over the modalities it has, rescaled to the mean length of warm items'
+p(h_i) (cosine losses fix directions, not lengths); the authors' code scores a cold
+item by its untrained ID embedding. A cold item with no modality at all scores 0.
 """
 
 from __future__ import annotations
@@ -41,11 +56,9 @@ from tastemaker.models.registry import register
 
 
 class BM3Config(MultimodalConfig):
-    """The authors' settings (64 dims, 1 layer, reg 0.1, cl_weight 2; lr 1e-3 and patience
-    20 as in their MMRec framework) but target dropout 0.3 (their Elec setting) rather
-    than 0.5 (Baby): on ml-latest-small with 20% cold items (text + posters) test warm /
-    cold Recall@20 were 0.192 / 0.217 with 0.3, 0.192 / 0.197 with 0.5; lr 5e-3 made
-    the cold items collapse (0.022), 2 layers and reg 0.01 or 0 lowered cold recall."""
+    """The authors' settings: 64 dims, cl_weight 2, and the first values of their grid
+    (1 layer, target dropout 0.3, reg 0.1); lr 1e-3, batch 2048 and patience 20 as in
+    their MMRec framework."""
 
     factors: PositiveInt = 64
     n_layers: NonNegativeInt = 1
@@ -102,15 +115,17 @@ class BM3(ContentRecommender):
         self._adjacency = None
 
     def _graph(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """h_u and h_i: the ID embeddings after LightGCN propagation."""
+        """h_u and h_i: LightGCN's output, plus each item's own ID embedding (the
+        authors' item residual)."""
         if self.net is None or self.seen is None:
             raise self.not_fitted_error()
         if self._adjacency is None:
             self._adjacency = normalized_adjacency(self.seen)
         net = self.net
-        return propagate(
+        users, items = propagate(
             self._adjacency, net.user_embedding, net.item_embedding, self.config.n_layers
         )
+        return users, items + net.item_embedding
 
     def _loss(
         self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
@@ -134,8 +149,8 @@ class BM3(ContentRecommender):
             online_m = net.predict(h_m)
             per_item = _distance(online_m, target_i[present]) + _distance(online_m, target_m)
             loss = loss + cfg.cl_weight * per_item.mean()
-        if cfg.reg:
-            loss = loss + cfg.reg * (h_u.square().sum() + h_i.square().sum()) / len(users)
+        if cfg.reg:  # every row, norms not squared, over the item count (authors' EmbLoss)
+            loss = loss + cfg.reg * (all_users.norm() + all_items.norm()) / len(all_items)
         return loss
 
     def _represent(self) -> tuple[torch.Tensor, torch.Tensor]:
