@@ -102,14 +102,18 @@ def test_the_hf_backend_loads_an_adapter(tmp_path: Path, monkeypatch) -> None:
 
     model, tokenizer = tiny_causal_lm()
     finetune(model, tokenizer, TRAIN, VALID, tmp_path, CONFIG.model_copy(update={"epochs": 1}))
-    fresh = tiny_causal_lm
-    monkeypatch.setattr(hf.load_causal_lm, "__wrapped__", lambda *a: fresh()[::-1])
+    base_tokenizer, base = tiny_causal_lm()[::-1]  # the cached plain model stands in
+    monkeypatch.setattr(hf, "load_causal_lm", lambda *a: (base_tokenizer, base))
     hf.load_adapted.cache_clear()
     chat = hf.HFChat(LLMConfig(model="tiny", adapter=str(tmp_path / ADAPTER)))
     _, merged = chat.load()
     ids = torch.tensor([encode(tokenizer, VALID[0], 64)[0]])
+    plain = tiny_causal_lm()[0]
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+        # merged into a copy: the cached base model still gives the untrained logits
+        assert torch.equal(base(input_ids=ids).logits, plain(input_ids=ids).logits)
+        assert not torch.allclose(merged(input_ids=ids).logits, plain(input_ids=ids).logits)
     with pytest.raises(ConfigError, match="no LoRA adapter"):
         hf.HFChat(LLMConfig(model="tiny", adapter=str(tmp_path))).load()
     hf.load_adapted.cache_clear()

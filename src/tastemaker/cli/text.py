@@ -50,14 +50,29 @@ def _check_data(data: str) -> None:
         raise DataError(f"data folder {data} does not exist", "pass an existing data folder")
 
 
-def _llm(llm: str | None, llm_model: str | None) -> object:
+def _check_adapter(adapter: Path | None, llm: str | None) -> None:
+    if adapter is None:
+        return
+    if llm is not None and llm.startswith(("http://", "https://")):
+        raise ConfigError(
+            "--adapter needs a local model, not a server", "drop --adapter or --llm URL"
+        )
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{adapter} holds no LoRA adapter (no adapter_config.json)",
+            "pass the adapter folder written by tastemaker text finetune (OUT/adapter)",
+        )
+
+
+def _llm(llm: str | None, llm_model: str | None, adapter: Path | None = None) -> object:
     from tastemaker.llm import create_llm
 
+    local = {"adapter": str(adapter)} if adapter is not None else {}
     if llm is None:
-        return create_llm()
+        return create_llm(**local)
     if llm.startswith(("http://", "https://")):
         return create_llm(backend="openai", base_url=llm, model=llm_model or "default")
-    return create_llm(model=llm)
+    return create_llm(model=llm, **local)
 
 
 @app.command("run")
@@ -70,8 +85,16 @@ def run(
     llm: LLMOpt = None,
     llm_model: LLMModelOpt = None,
     method: Annotated[
-        str, typer.Option(help="llm, or a baseline (e.g. user-most-frequent, template).")
+        str,
+        typer.Option(
+            help="llm; llm-score (tagging: the most likely label); llm-grounded (explanation: "
+            "unsupported clauses cut); or a baseline (e.g. user-most-frequent, template)."
+        ),
     ] = "llm",
+    adapter: Annotated[
+        Path | None,
+        typer.Option(help="LoRA adapter folder from text finetune (OUT/adapter), local LLM."),
+    ] = None,
     retriever: Annotated[str, typer.Option(help="bm25, dense, recency or random.")] = "bm25",
     k: Annotated[
         int, typer.Option("--k", help="Profile entries in the prompt (0: none; -1: all that fit).")
@@ -92,13 +115,14 @@ def run(
     if k < -1:
         raise ConfigError(f"--k must be -1 (all that fit), 0 or more, got {k}", "pass e.g. --k 4")
     _check_data(data)
-    from tastemaker.text.runner import run_task
+    _check_adapter(adapter, llm)
+    from tastemaker.text.runner import LLM_METHODS, run_task
     from tastemaker.text.sources import load_text_data
     from tastemaker.text.tasks import build_task
 
     with progress_lines(quiet, verbose):
         built = build_task(task, load_text_data(data), n_users=users, seed=seed)
-        model = _llm(llm, llm_model) if method == "llm" else None
+        model = _llm(llm, llm_model, adapter) if method in LLM_METHODS else None
         result = run_task(
             built, model, method=method, retriever=retriever, k=None if k == -1 else k,
             out=out, part=part, max_prompt_tokens=max_prompt_tokens, seed=seed,  # type: ignore[arg-type]
@@ -113,20 +137,22 @@ def explain(
     user: Annotated[str, typer.Option("--user", help="User ID.")],
     item: Annotated[str, typer.Option("--item", help="Item ID.")],
     data: DataOpt = "ml-latest-small",
-    method: Annotated[str, typer.Option(help="template (no model) or llm.")] = "template",
+    method: Annotated[
+        str, typer.Option(help="template (no model), llm, or llm-grounded (claims checked).")
+    ] = "template",
     llm: LLMOpt = None,
     llm_model: LLMModelOpt = None,
     k: Annotated[int, typer.Option("--k", help="Liked movies retrieved into the prompt.")] = 4,
 ) -> None:
     """Why this movie, for this user: an explanation grounded in their liked movies."""
-    _check_choice(method, ("template", "llm"), "explanation method")
+    _check_choice(method, ("template", "llm", "llm-grounded"), "explanation method")
     if k < 0:
         raise ConfigError(f"--k must be 0 or more, got {k}", "pass e.g. --k 4")
     _check_data(data)
     from tastemaker.text.explanations import explain as make_explanation
     from tastemaker.text.sources import load_text_data
 
-    model = _llm(llm, llm_model) if method == "llm" else None
+    model = _llm(llm, llm_model) if method != "template" else None
     result = make_explanation(user, item, load_text_data(data), method=method, llm=model, k=k)  # type: ignore[arg-type]
     console.print(result.text)
     if result.fallback:

@@ -24,7 +24,10 @@ def finetune_command(
     llm: Annotated[
         str | None, typer.Option("--llm", help="HF id, folder or .gguf (default SmolLM2-135M).")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = 2,
+    epochs: Annotated[
+        int,
+        typer.Option(help="Passes over the training pairs (the epoch kept: lowest valid loss)."),
+    ] = 2,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-3,
     rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     retriever: Annotated[str, typer.Option(help="Profile retriever for the prompts.")] = "bm25",
@@ -39,7 +42,13 @@ def finetune_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="Warnings only.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Debug lines too.")] = False,
 ) -> None:
-    """Fine-tune LoRA layers on a task's training records; keep the best epoch on valid."""
+    """Fine-tune LoRA layers on a task's training records; keep the best epoch on valid.
+
+    The epoch kept (OUT/adapter) is the one with the lowest target-token cross-entropy on
+    the task's valid examples (each user's second-last record, prompted as at inference);
+    OUT/log.json and OUT/loss.png hold every epoch's train and valid loss. Use the adapter
+    with tastemaker text run --adapter OUT/adapter.
+    """
     from tastemaker.text.finetune_data import TRAINABLE
 
     if task not in TRAINABLE:

@@ -130,16 +130,19 @@ def load_causal_lm(source: str, gguf_file: str | None, device: str, dtype: str) 
 def load_adapted(
     source: str, gguf_file: str | None, device: str, dtype: str, adapter: str
 ) -> tuple[Any, Any]:
-    """(tokenizer, model) with a LoRA adapter (``text finetune``'s) merged into a fresh
-    copy of the base model: the cached plain model stays unchanged."""
+    """(tokenizer, model) with a LoRA adapter (``text finetune``'s) merged into a copy of
+    the cached base model (no second load): the cached plain model stays unchanged."""
+    import copy
+
     from peft import PeftModel
 
-    tokenizer, model = load_causal_lm.__wrapped__(source, gguf_file, device, dtype)
+    tokenizer, base = load_causal_lm(source, gguf_file, device, dtype)
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise ConfigError(
             f"{adapter} holds no LoRA adapter (no adapter_config.json)",
             "pass the adapter folder written by tastemaker text finetune (OUT/adapter)",
         )
+    model = copy.deepcopy(base)
     return tokenizer, PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
 
 

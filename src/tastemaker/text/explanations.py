@@ -4,10 +4,14 @@ The template (:func:`~tastemaker.text.baselines.template_explanation`) needs no 
 and states only attributes the movie has; ``method="llm"`` prompts an LLM with the
 retrieved liked movies and the movie's attributes (:mod:`tastemaker.text.prompts`),
 falling back to the template, recorded, when its replies stay unusable.
+``method="llm-grounded"`` then keeps only the clauses whose asserted attributes
+(genres, tags) the movie visibly has (:func:`ground`): a small model told to "use
+only" the given attributes still invents some, so they are cut rather than trusted.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,9 +20,35 @@ import polars as pl
 from tastemaker.errors import ConfigError, DataError
 from tastemaker.llm.base import LLM
 from tastemaker.text.baselines import shared_liked, template_explanation
+from tastemaker.text.metrics import features_in
 from tastemaker.text.profiles import ProfileEntry, time_ordered
+from tastemaker.text.scoring import without_titles
 from tastemaker.text.sources import TextData
-from tastemaker.text.tasks import LIKED, Example, Task
+from tastemaker.text.tasks import LIKED, Example, Task, attribute_vocabulary
+
+METHODS = ("template", "llm", "llm-grounded")
+_CLAUSE = re.compile(r"(?<=[.!?;,])\s+|\s+(?=\b(?:and|but|while|which)\b)")
+
+
+def ground(text: str, example: Example, task: Task) -> tuple[str, int]:
+    """``text`` without the clauses that assert an attribute (a genre or tag of the task's
+    vocabulary) the example's movie does not visibly have (its genres, others' tags),
+    and how many clauses went; "" when what is left still asserts one. Titles are no
+    claims (as faithfulness scores them)."""
+    visible = {g.lower() for g in example.item.genres} | set(example.item.tags)
+    vocabulary = (*task.vocabulary, *task.genres)
+
+    def unsupported(part: str) -> bool:
+        return bool(features_in(without_titles(part, example), vocabulary) - visible)
+
+    clauses = _CLAUSE.split(text)
+    kept = [clause for clause in clauses if not unsupported(clause)]
+    joined = " ".join(kept).strip(" ,;")
+    if joined and len(kept) < len(clauses) and joined[-1] not in ".!?":
+        joined += "."
+    # Clauses joined again can name a term across their seam ("... dark. Comedy ..."):
+    # then nothing is kept, and the caller falls back.
+    return ("" if unsupported(joined) else joined), len(clauses) - len(kept)
 
 
 @dataclass(frozen=True)
@@ -75,19 +105,23 @@ def explain(
     retriever: str = "bm25",
     k: int = 4,
 ) -> Explanation:
-    """An explanation of recommending ``item_id`` to ``user_id``; ``method`` template or llm."""
+    """An explanation of recommending ``item_id`` to ``user_id``; ``method`` one of
+    :data:`METHODS`."""
     example = explanation_example(data, user_id, item_id)
     if method == "template":
         used = tuple(shared_liked(example))
         return Explanation(user_id, item_id, template_explanation(example), "template", None, used)
-    if method != "llm":
-        raise ConfigError(f"unknown explanation method '{method}'", "use template or llm")
+    if method not in METHODS:
+        raise ConfigError(
+            f"unknown explanation method '{method}'", f"use one of: {', '.join(METHODS)}"
+        )
     if llm is None:
-        raise ConfigError("method 'llm' needs a language model", "pass llm=create_llm(...)")
+        raise ConfigError(f"method '{method}' needs a language model", "pass llm=create_llm(...)")
     from tastemaker.text.runner import run_task
 
-    task = Task("explanation", data.name, (example,), {})
-    run = run_task(task, llm, retriever=retriever, k=k)
+    genres, vocabulary = attribute_vocabulary(data)
+    task = Task("explanation", data.name, (example,), {}, genres=genres, vocabulary=vocabulary)
+    run = run_task(task, llm, method=method, retriever=retriever, k=k)
     record = run.records[0]
     profile = tuple(ProfileEntry(**e) for e in record["retrieved"])
     text = str(run.predictions[0])

@@ -77,13 +77,25 @@ def rmse(gold: Sequence[float], predicted: Sequence[float]) -> float:
     return math.sqrt(float(np.mean(np.subtract(gold, predicted) ** 2))) if gold else 0.0
 
 
+_WORD = r"[\w'-]+"
+
+
+@cache
+def _terms(vocabulary: tuple[str, ...]) -> list[tuple[str, frozenset[str]]]:
+    """The distinct terms, longest first, each with the words a text must hold to name it."""
+    terms = sorted(set(vocabulary), key=len, reverse=True)
+    return [(term, frozenset(re.findall(_WORD, term))) for term in terms]
+
+
 def features_in(text: str, vocabulary: Sequence[str]) -> frozenset[str]:
     """The vocabulary terms ``text`` names as whole words (case-insensitive); a term inside a
     longer named term does not count ("serial killer" names that tag, not "killer")."""
-    folded = " ".join(re.findall(r"[\w'-]+", text.casefold()))
+    words = re.findall(_WORD, text.casefold())
+    folded, present = " ".join(words), set(words)
     spans = [
         (match.start(), match.end(), term)
-        for term in sorted(set(vocabulary), key=len, reverse=True)
+        for term, needed in _terms(tuple(vocabulary))
+        if needed <= present  # a term's words must all be in the text: skips most regexes
         for match in re.finditer(rf"(?<![\w'-]){re.escape(term)}(?![\w'-])", folded)
     ]
     taken: list[tuple[int, int]] = []

@@ -129,11 +129,12 @@ class DenseRetriever:
 
 
 def create_retriever(name: str, *, seed: int = 0, encoder: Any = None) -> Retriever:
-    """A ranker by name: bm25, dense (``encoder``: a TextEncoder), recency or random."""
+    """A ranker by name: bm25, dense (``encoder``: a TextEncoder, or a DenseRetriever whose
+    vectors are shared), recency or random."""
     if name == "bm25":
         return BM25Retriever()
     if name == "dense":
-        return DenseRetriever(encoder)
+        return encoder if isinstance(encoder, DenseRetriever) else DenseRetriever(encoder)
     if name == "recency":
         return RecencyRetriever()
     if name == "random":

@@ -54,7 +54,7 @@ def statistics(task: Task, examples: Sequence[Example], predicted: Sequence[Any]
         return {**stats, "exact_match": lambda idx: float(em[idx].mean())}
     named = [m.features_in(t, task.vocabulary) for t in texts]
     asserted = [
-        m.features_in(_without_titles(t, e), (*task.vocabulary, *task.genres))
+        m.features_in(without_titles(t, e), (*task.vocabulary, *task.genres))
         for t, e in zip(texts, examples, strict=True)
     ]
     truth = [task.truth.get(e.item.item_id, frozenset()) for e in examples]
@@ -77,7 +77,7 @@ def statistics(task: Task, examples: Sequence[Example], predicted: Sequence[Any]
     }
 
 
-def _without_titles(text: str, example: Example) -> str:
+def without_titles(text: str, example: Example) -> str:
     """The explanation with movie titles removed: a title's words are no attribute claims."""
     for title in [example.item.title, *(p.text.split(" (genres:")[0] for p in example.profile)]:
         text = text.replace(title, " ")
@@ -98,7 +98,7 @@ def score(
     result["invalid"] = sum(p is None for p in predicted)
     if task.name == "explanation":
         asserted = [
-            m.features_in(_without_titles(p or "", e), (*task.vocabulary, *task.genres))
+            m.features_in(without_titles(p or "", e), (*task.vocabulary, *task.genres))
             for p, e in zip(predicted, examples, strict=True)
         ]
         truth = [task.truth.get(e.item.item_id, frozenset()) for e in examples]

@@ -97,10 +97,19 @@ def build_task(
     n_users: int | None = None,
     seed: int = 0,
     n_labels: int = N_LABELS,
+    test_last: int | None = None,
 ) -> Task:
-    """The task ``name`` over ``data``; ``n_users`` (seeded sample) caps the users with examples."""
+    """The task ``name`` over ``data``; ``n_users`` (seeded sample) caps the users with examples.
+
+    ``test_last`` (a wider variant of the strict split): each user's last ``test_last``
+    eligible records are all test examples, every one with the profile before the first
+    of them (no test output in any profile), and a user with a single eligible record
+    counts too; the record before the block, if any, is the valid example.
+    """
     if name not in TASKS:
         raise ConfigError(f"unknown task '{name}'", f"use one of: {', '.join(TASKS)}")
+    if test_last is not None and test_last < 1:
+        raise ConfigError(f"test_last must be at least 1, got {test_last}", "pass 1 or more")
     if n_users is not None and n_users < 1:
         raise ConfigError(f"n_users must be at least 1, got {n_users}", "pass a positive number")
     build = {
@@ -109,7 +118,13 @@ def build_task(
         "rating": _rating,
         "explanation": _explanation,
     }[name]
-    task: Task = build(data, n_labels)
+    task: Task = build(data, n_labels, test_last)
+    if test_last is not None:
+        note = (
+            f"wide variant: each user's last {test_last} eligible records are test examples, "
+            "all with the profile before the first of them; users with one count too"
+        )
+        task = replace(task, notes=(*task.notes, note))
     if n_users is not None:
         users = sorted({e.user_id for e in task.examples})
         if n_users < len(users):
@@ -144,19 +159,25 @@ def _held_out(
     records: dict[str, list[ProfileEntry]],
     eligible: dict[str, list[int]],
     make: Any,
+    test_last: int | None = None,
 ) -> tuple[tuple[Example, ...], dict[str, list[ProfileEntry]]]:
-    """Each user's last eligible record as test, the one before as valid; the training part."""
+    """Each user's last eligible record as test, the one before as valid (``test_last``:
+    the last ``test_last`` as test, sharing the profile before them); the training part."""
     examples: list[Example] = []
     train: dict[str, list[ProfileEntry]] = {}
     for user, entries in sorted(records.items()):
         indices = eligible.get(user, [])
-        cut = indices[-2] if len(indices) >= 2 else len(entries)
-        train[user] = entries[:cut]
-        if len(indices) < 2:
-            continue
-        for part, index in (("valid", indices[-2]), ("test", indices[-1])):
-            entry = entries[index]
-            examples.append(make(part, user, entry, profile_before(entries, index)))
+        if test_last is None:
+            tests, before = (indices[-1:], indices[-2:-1]) if len(indices) >= 2 else ([], [])
+        else:
+            tests, before = indices[-test_last:], indices[:-test_last][-1:]
+        train[user] = entries[: (before or tests or [len(entries)])[0]]
+        for index in before:
+            examples.append(make("valid", user, entries[index], profile_before(entries, index)))
+        for index in tests:
+            item = entries[index].item_id
+            profile = tuple(r for r in entries[: tests[0]] if r.item_id != item)
+            examples.append(make("test", user, entries[index], profile))
     return tuple(examples), train
 
 
@@ -172,7 +193,7 @@ def _tagged_records(
     return records, tags_of
 
 
-def _tagging(data: TextData, n_labels: int) -> Task:
+def _tagging(data: TextData, n_labels: int, test_last: int | None) -> Task:
     labels = label_set(data.need_tags("tagging"), n_labels)
     records, tags_of = _tagged_records(data, "tagging")
     first = {key: next((t for t in g if t in labels), None) for key, g in tags_of.items()}
@@ -186,16 +207,18 @@ def _tagging(data: TextData, n_labels: int) -> Task:
         gold = first[(user, entry.item_id)]
         return Example(f"{user}:{entry.item_id}", part, user, item, gold, profile, entry.timestamp)
 
-    examples, train = _held_out(records, eligible, make)
+    examples, train = _held_out(records, eligible, make, test_last)
     notes = (
         f"label set: the {len(labels)} most frequent normalised tags",
         "example = a tagged (user, movie) pair with a label-set tag; label = the first such",
-        "users with fewer than 2 labelled pairs have no examples",
+        "users with fewer than 2 labelled pairs have no examples"
+        if test_last is None
+        else "users with no labelled pair have no examples",
     )
     return Task("tagging", data.name, examples, train, labels=labels, notes=notes)
 
 
-def _tag_generation(data: TextData, n_labels: int) -> Task:
+def _tag_generation(data: TextData, n_labels: int, test_last: int | None) -> Task:
     records, tags_of = _tagged_records(data, "tag-generation")
     eligible = {u: list(range(len(es))) for u, es in records.items()}
 
@@ -204,12 +227,12 @@ def _tag_generation(data: TextData, n_labels: int) -> Task:
         item = data.item(entry.item_id)
         return Example(f"{user}:{entry.item_id}", part, user, item, gold, profile, entry.timestamp)
 
-    examples, train = _held_out(records, eligible, make)
+    examples, train = _held_out(records, eligible, make, test_last)
     notes = ("example = a tagged (user, movie) pair; gold = all the user's tags on it",)
     return Task("tag-generation", data.name, examples, train, notes=notes)
 
 
-def _rating(data: TextData, n_labels: int) -> Task:
+def _rating(data: TextData, n_labels: int, test_last: int | None) -> Task:
     ratings = data.ratings
     values = ratings["rating"].to_numpy()
     fractional = bool(np.any(values != np.round(values)))
@@ -225,12 +248,12 @@ def _rating(data: TextData, n_labels: int) -> Task:
         gold = float(entry.output)
         return Example(f"{user}:{entry.item_id}", part, user, item, gold, profile, entry.timestamp)
 
-    examples, train = _held_out(records, eligible, make)
+    examples, train = _held_out(records, eligible, make, test_last)
     notes = (f"scale {scale.low:g}-{scale.high:g} in steps of {scale.step:g}",)
     return Task("rating", data.name, examples, train, scale=scale, notes=notes)
 
 
-def _explanation(data: TextData, n_labels: int) -> Task:
+def _explanation(data: TextData, n_labels: int, test_last: int | None) -> Task:
     tags = data.need_tags("explanation")
     _, tags_of = _tagged_records(data, "explanation")
     liked = data.ratings.filter(pl.col("rating") >= LIKED)
@@ -255,7 +278,7 @@ def _explanation(data: TextData, n_labels: int) -> Task:
         gold = tuple(tags_of[(user, entry.item_id)])
         return Example(f"{user}:{entry.item_id}", part, user, shown, gold, profile, entry.timestamp)
 
-    examples, train = _held_out(records, eligible, make)
+    examples, train = _held_out(records, eligible, make, test_last)
     truth = {
         e.item.item_id: frozenset(
             [g.lower() for g in data.item(e.item.item_id).genres]
@@ -263,7 +286,7 @@ def _explanation(data: TextData, n_labels: int) -> Task:
         )
         for e in examples
     }
-    genres = sorted({g.lower() for info in data.items.values() for g in info.genres})
+    genres, vocabulary = attribute_vocabulary(data)
     notes = (
         f"example = a liked (rating >= {LIKED:g}) movie the user tagged; gold = their tags",
         "the prompt shows the movie's tags by other users only",
@@ -274,10 +297,17 @@ def _explanation(data: TextData, n_labels: int) -> Task:
         examples,
         train,
         truth=truth,
-        genres=tuple(genres),
-        vocabulary=tuple(sorted(set(tags["tag"].to_list()))),
+        genres=genres,
+        vocabulary=vocabulary,
         notes=notes,
     )
+
+
+def attribute_vocabulary(data: TextData) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every genre, lower-case; every normalised tag): what an explanation may assert."""
+    genres = tuple(sorted({g.lower() for info in data.items.values() for g in info.genres}))
+    tags = () if data.tags is None else tuple(sorted(set(data.tags["tag"].to_list())))
+    return genres, tags
 
 
 def _with_tags(entry: ProfileEntry, tags: Sequence[str] | None) -> ProfileEntry:
