@@ -96,10 +96,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cpu, own_cpu = cpu_seconds(args.server_pid) - server_cpu, own_cpu_seconds() - own_cpu
     load = os.getloadavg()[0]
     runner.quit()
+    return summary("locust", args, users, window, elapsed, server_cpu, own_cpu, load)
+
+
+def summary(
+    generator: str,
+    args: argparse.Namespace,
+    users: int,
+    window: dict[str, Any],
+    elapsed: float,
+    server_cpu: float,
+    own_cpu: float,
+    load: float,
+) -> dict[str, Any]:
+    """The JSON line of one measured window, whichever generator produced it."""
     latencies = sorted(window["latencies"])
     done = len(latencies) + window["failures"]
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     return {
+        "generator": generator,
         "model": args.model,
         "target_rps": args.rate,
         "locust_users": users,
@@ -107,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": done,
         "achieved_rps": done / elapsed,
         "failures": window["failures"],
-        "errors": window["errors"],
+        "errors": window.get("errors", {}),
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p95_ms": cuts[94],
         "p99_ms": cuts[98],
@@ -118,8 +133,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.Namespace:
+    """The command line both load generators take (``serving.py`` passes it)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--rate", type=float, required=True, help="target requests/s")
     parser.add_argument("--model", required=True)
@@ -128,7 +144,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    print(json.dumps(run(parser.parse_args())))
+    return parser.parse_args()
+
+
+def main() -> None:
+    print(json.dumps(run(arguments(__doc__.splitlines()[0]))))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ whose trace goes to the server log only.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -38,6 +39,11 @@ def load_models_in_background(state: ServeState) -> threading.Thread:
     def load() -> None:
         try:
             state.reload()
+            # The data, lookups and models loaded at start-up live as long as the server:
+            # out of the collector's sight, a full collection no longer walks them (it
+            # was the tail of the latency: p99 ~20 ms at 200 requests/s).
+            gc.collect()
+            gc.freeze()
         except TastemakerError as exc:
             state.load_error = f"{exc.problem}; {exc.fix}"
             log.error("cannot load the models: %s", exc)
