@@ -217,7 +217,25 @@ def test_number_shows_missing_as_a_dash() -> None:
 def test_evaluation_page_keeps_an_unmeasured_metric_a_right_aligned_dash() -> None:
     nan = float("nan")
     records = [
-        PairRecord("u1", "m1", m, 0.6, 0.7, -0.35, nan, nan, nan, 0.2, 0.1, nan, nan, 1, [1.0, 1.0], 0, EVIL)
+        PairRecord(
+            "u1",
+            "m1",
+            m,
+            0.6,
+            0.7,
+            -0.35,
+            nan,
+            nan,
+            nan,
+            0.2,
+            0.1,
+            nan,
+            nan,
+            1,
+            [1.0, 1.0],
+            0,
+            EVIL,
+        )
         for m in ("hard", "both")
     ]
     evaluation = GenerationEvaluation([("u1", "m1")], ["hard", "both"], 0.5, records, [EVIL])
