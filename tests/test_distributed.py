@@ -10,6 +10,7 @@ ml-latest-small cut to a few users, so every job runs in seconds.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,22 +40,26 @@ USERS = 25  # the first users of ml-latest-small by ID (as strings): ~4,000 rati
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A head and a second node (one CPU each) joined by this process; shut down after."""
+def cluster() -> Iterator[Any]:
+    """A head and a second node (one CPU each) joined by this process; shut down after.
+
+    Ray's session folder holds Unix sockets, whose paths may not exceed 107 bytes: it
+    lives in a short folder of its own under the system's temp dir, not in pytest's
+    (``/tmp/pytest-of-root/pytest-N/popen-gw0/...`` is too long under xdist)."""
     from ray.cluster_utils import Cluster
 
     torch.set_num_threads(1)
-    temp = tmp_path_factory.mktemp("ray")
-    head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": str(temp)}
-    nodes = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        nodes.add_node(num_cpus=1)
-        distributed.connect(nodes.address)
-        nodes.wait_for_nodes()
-        yield nodes
-    finally:
-        ray.shutdown()
-        nodes.shutdown()
+    with tempfile.TemporaryDirectory(prefix="tm-ray-") as temp:
+        head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": temp}
+        nodes = Cluster(initialize_head=True, head_node_args=head)
+        try:
+            nodes.add_node(num_cpus=1)
+            distributed.connect(nodes.address)
+            nodes.wait_for_nodes()
+            yield nodes
+        finally:
+            ray.shutdown()
+            nodes.shutdown()
 
 
 @pytest.fixture(scope="module")
