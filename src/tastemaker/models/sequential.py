@@ -288,8 +288,8 @@ class SequentialRecommender(IterativeRecommender):
         return self.user_states(user_idx, context) @ self._item_weights().T
 
     def _inference_mode(self) -> None:
-        """Dropout off for scoring. ``eval()`` walks every submodule, a tenth of a
-        served request's time, so it runs only when training left the network on."""
+        """Dropout off for scoring. ``eval()`` walks every submodule on each call, a
+        visible share of a served request, so it runs only when training left it on."""
         if self.network is not None and self.network.training:
             self.network.eval()
 

@@ -19,10 +19,10 @@ from tastemaker.serve.schemas import (
 )
 
 router = APIRouter(tags=["users"])
-# The two recommendation routes are ``async``: their work is a millisecond of scoring
-# that holds the GIL anyway, and running it on the event loop saves the thread-pool
-# hop (measured: server CPU per request 1.27 -> 0.72 ms for BPR, 3.2 -> 1.7 ms for
-# SASRec on the test folders). Slower routes (history pages, explanations) stay sync.
+# The two recommendation routes are ``async``: their work is about a millisecond of
+# scoring that holds the GIL anyway, and running it on the event loop saves the
+# thread-pool hop (benchmarks/serving.py measures the result). Slower routes (history
+# pages, explanations) stay sync.
 ModelName = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 

@@ -40,8 +40,8 @@ def load_models_in_background(state: ServeState) -> threading.Thread:
         try:
             state.reload()
             # The data, lookups and models loaded at start-up live as long as the server:
-            # out of the collector's sight, a full collection no longer walks them (it
-            # was the tail of the latency: p99 ~20 ms at 200 requests/s).
+            # out of the collector's sight, a full collection no longer walks them, which
+            # made the tail of the request latency (benchmarks/serving.py).
             gc.collect()
             gc.freeze()
         except TastemakerError as exc:
