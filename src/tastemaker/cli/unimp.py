@@ -7,7 +7,7 @@ before any work, so a bad flag is one line and exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -105,20 +105,9 @@ def evaluate_command(
     """HR/NDCG/MRR@3,5,10 over 100 sampled candidates, rating MAE/RMSE, selection accuracy."""
     import json
 
-    _check(device, dtype, posters)
-    if not (model_dir / "config.json").is_file():
-        raise ConfigError(
-            f"{model_dir} holds no UniMP model", "pass OUT/model of tastemaker unimp train"
-        )
-    from tastemaker.unimp.pipeline import load_data, load_unimp, prepare
     from tastemaker.unimp.report import evaluate_all
-    from tastemaker.unimp.saved import read_config
 
-    config = read_config(model_dir)
-    prepared = prepare(
-        load_data(data, posters), config, tags_folder=_tags_folder(data), device=device
-    )
-    model = load_unimp(model_dir, prepared, device=device, dtype=dtype)
+    model, prepared = _load(data, model_dir, posters, device, dtype)
     console.print(json.dumps(evaluate_all(model, prepared, users=users, seed=seed), indent=2))
 
 
@@ -144,18 +133,27 @@ def ask_command(
 
     if task not in ASK_TASKS:
         raise ConfigError(f"unknown task '{task}'", f"use one of: {', '.join(ASK_TASKS)}")
+    from tastemaker.unimp.pipeline import ask
+
+    model, prepared = _load(data, model_dir, posters, device, dtype)
+    for answer, score in ask(model, prepared, task, user, item=item, query=query, k=k):
+        console.print(f"{answer}\t{score:.4f}")
+
+
+def _load(
+    data: str, model_dir: Path, posters: Path | None, device: str, dtype: str
+) -> tuple[Any, Any]:
+    """A saved UniMP model and the data prepared as it was trained (checked first)."""
     _check(device, dtype, posters)
     if not (model_dir / "config.json").is_file():
         raise ConfigError(
             f"{model_dir} holds no UniMP model", "pass OUT/model of tastemaker unimp train"
         )
-    from tastemaker.unimp.pipeline import ask, load_data, load_unimp, prepare
+    from tastemaker.unimp.pipeline import load_data, load_unimp, prepare
     from tastemaker.unimp.saved import read_config
 
     config = read_config(model_dir)
     prepared = prepare(
         load_data(data, posters), config, tags_folder=_tags_folder(data), device=device
     )
-    model = load_unimp(model_dir, prepared, device=device, dtype=dtype)
-    for answer, score in ask(model, prepared, task, user, item=item, query=query, k=k):
-        console.print(f"{answer}\t{score:.4f}")
+    return load_unimp(model_dir, prepared, device=device, dtype=dtype), prepared
