@@ -22,24 +22,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from tastemaker.atomic import ensure_writable_dir
 from tastemaker.data.dataset import Split
 from tastemaker.distributed.cluster import check_workers, connect
 from tastemaker.encoders.base import ItemEmbeddings
-from tastemaker.errors import ConfigError, DataError, TastemakerError
+from tastemaker.errors import ConfigError, TastemakerError
 from tastemaker.experiment import model_features
 from tastemaker.models.registry import get_model_class
-from tastemaker.tuning.outputs import BEST_MODEL, format_params, write_best, write_trials
-from tastemaker.tuning.search import (
-    TuneResult,
-    finished_trials,
-    fit_and_score,
-    fixed_params,
-    parse_metric,
-    quiet_optuna,
-    search_budget,
-)
-from tastemaker.tuning.space import SYNTAX, SpaceSpec, parse_space
+from tastemaker.tuning.outputs import format_params, write_trials
+from tastemaker.tuning.plan import SearchPlan, plan_search, quiet_optuna
+from tastemaker.tuning.search import TuneResult, conclude, finished_trials, fit_and_score
+from tastemaker.tuning.space import SpaceSpec
 
 log = logging.getLogger("tastemaker.distributed")
 
@@ -85,84 +77,48 @@ def tune_on_ray(
     :func:`tastemaker.tuning.tune`). ``n_trials`` bounds a TPE search (a grid defaults
     to its size); ``out`` and ``save_best`` write what ``tune`` writes."""
     check_workers(workers)
-    name, cutoff = parse_metric(metric)
-    parsed = parse_space(space)
-    if not parsed:
-        raise ConfigError("the search space is empty", SYNTAX)
-    model_cls = get_model_class(model_name)
-    fixed = fixed_params(model_cls, parsed, params or {}, f"{name}@{cutoff}")
-    probe = model_cls(**fixed)  # a bad fixed value fails now, not once per trial
     if sampler == "tpe" and n_trials is None:
         raise ConfigError("a tpe search on Ray needs a budget", "pass n_trials (--trials)")
-    grid, budget = search_budget(parsed, sampler, seed, n_trials, None)
-    total = budget or 0  # set: a tpe search without n_trials was refused above
-    if len(split.valid) == 0:
-        raise DataError(
-            "the split has no validation part to select on",
-            "make a split with one, e.g. a ratio split 8:1:1",
-        )
-    if save_best and out is None:
-        raise ConfigError("save_best needs an output folder", "pass out=FOLDER")
-    if out is not None:
-        ensure_writable_dir(out)
+    plan = plan_search(
+        split, model_name, space, params, metric, sampler, seed, n_trials, None, out, save_best
+    )
+    total = plan.n_trials or 0  # set: a tpe search without n_trials was refused above
 
     import optuna
 
     ray = connect()
     task = ray.remote(num_cpus=1)(run_trial)
-    shared = ray.put(split), ray.put(model_features(probe, split))  # encoded once
-    distributions = {n: p.distribution() for n, p in parsed.items()}
+    shared = ray.put(split), ray.put(model_features(plan.probe, split))  # encoded once
     with quiet_optuna():
         sampler_ = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
         study = optuna.create_study(direction="maximize", sampler=sampler_)
-        for point in grid:
+        for point in plan.grid:
             study.enqueue_trial(point)
-        best = _run(study, task, shared, model_cls.name, fixed, distributions, total, workers,
-                    name, cutoff)  # fmt: skip
+        best = _run(study, task, shared, plan, total, workers)
     trials = finished_trials(study)
     if out is not None:
-        write_trials(out, trials, f"{name}@{cutoff}", model_cls.name, split)
-    if best is None:
-        raise ConfigError(
-            f"all {len(trials)} trials of '{model_cls.name}' failed (first: {trials[0].error})",
-            "fix the search space or the fixed parameters",
-        )
-    chosen = next(t for t in trials if t.number == best[0])
-    result = TuneResult(
-        model_cls.name, f"{name}@{cutoff}", trials, chosen, best[2], split.content_hash, out
-    )
-    if out is not None:
-        write_best(out, result, parsed, split, sampler, seed)
-        if save_best:
-            result.best_model.save(out / BEST_MODEL)
-    return result
+        write_trials(out, trials, plan.label, plan.model_cls.name, split)
+    return conclude(plan, trials, best, split, out, sampler, seed, save_best)
 
 
 def _run(
-    study: Any,
-    task: Any,
-    shared: tuple[Any, Any],
-    model_name: str,
-    fixed: dict[str, Any],
-    distributions: dict[str, Any],
-    total: int,
-    workers: int,
-    metric: str,
-    cutoff: int,
+    study: Any, task: Any, shared: tuple[Any, Any], plan: SearchPlan, total: int, workers: int
 ) -> tuple[int, float, Any] | None:
     """Keep ``workers`` trials running until ``total`` have ended; the best (number,
     value, model), earlier trials winning ties as in the single-process search."""
     import optuna
     import ray
 
+    distributions = plan.distributions()
     running: dict[Any, Any] = {}
     asked = done = 0
     best: tuple[int, float, Any] | None = None
     while done < total:
         while asked < total and len(running) < workers:
             trial = study.ask(distributions)
-            config = {**fixed, **trial.params}
-            running[task.remote(shared[0], model_name, config, shared[1], metric, cutoff)] = trial
+            config = {**plan.fixed, **trial.params}
+            args = (shared[0], plan.model_cls.name, config, shared[1], plan.metric, plan.cutoff)
+            running[task.remote(*args)] = trial
             asked += 1
         finished, _ = ray.wait(list(running), num_returns=1)
         trial = running.pop(finished[0])
@@ -179,8 +135,8 @@ def _run(
         if best is None or (outcome["value"], -trial.number) > (best[1], -best[0]):
             best = (trial.number, outcome["value"], outcome["model"])
         log.info(
-            "trial %d (%d/%d): %s: valid %s@%d %.4f",
-            trial.number, done, total, format_params(trial.params), metric, cutoff,
+            "trial %d (%d/%d): %s: valid %s %.4f",
+            trial.number, done, total, format_params(trial.params), plan.label,
             outcome["value"],
         )  # fmt: skip
     return best

@@ -9,26 +9,22 @@ proposed value fails that trial, with its message, and the search goes on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from tastemaker.atomic import ensure_writable_dir
 from tastemaker.config import FeaturesConfig
 from tastemaker.data.dataset import Split
 from tastemaker.encoders.base import ItemEmbeddings
-from tastemaker.errors import ConfigError, DataError, TastemakerError
-from tastemaker.evaluation.metrics import METRICS
+from tastemaker.errors import ConfigError, TastemakerError
 from tastemaker.evaluation.ranking import evaluate_split
 from tastemaker.experiment import model_features
 from tastemaker.models.base import Recommender
-from tastemaker.models.registry import get_model_class
 from tastemaker.models.training import IterativeRecommender
 from tastemaker.tuning.outputs import (
     BEST_MODEL,
@@ -37,7 +33,8 @@ from tastemaker.tuning.outputs import (
     write_best,
     write_trials,
 )
-from tastemaker.tuning.space import SYNTAX, Param, SpaceSpec, Value, grid_points, parse_space
+from tastemaker.tuning.plan import SearchPlan, plan_search, quiet_optuna
+from tastemaker.tuning.space import SpaceSpec, Value
 
 if TYPE_CHECKING:
     import optuna
@@ -114,29 +111,6 @@ class TuneResult:
         return sorted(done, key=lambda t: t.value, reverse=True)[:n]  # stable: ties keep order
 
 
-def parse_metric(metric: str) -> tuple[str, int]:
-    name, _, cutoff = metric.strip().lower().partition("@")
-    if name not in METRICS or not cutoff.isdigit() or int(cutoff) < 1:
-        raise ConfigError(
-            f"metric '{metric}' is not a ranking metric with a cut-off",
-            f"use one of {', '.join(METRICS)} with a cut-off, e.g. ndcg@10",
-        )
-    return name, int(cutoff)
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna logs every trial at INFO; tastemaker shows its own progress."""
-    import optuna
-
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
-
 def _run_trial(
     asked: optuna.Trial,
     model_cls: type[Recommender],
@@ -203,56 +177,6 @@ def _trial_line(
     return f"{head}: valid {metric} {outcome[0]:.4f}{trained}, {seconds:.1f} s{tail}"
 
 
-def fixed_params(
-    model_cls: type[Recommender],
-    space: Mapping[str, Param],
-    params: Mapping[str, Any],
-    metric: str,
-) -> dict[str, Any]:
-    """The parameters every trial shares, checked against the model before any training."""
-    fields = model_cls.config_class.model_fields
-    unknown = sorted(set(space) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"model '{model_cls.name}' has no hyper-parameter {', '.join(unknown)}",
-            f"search over {', '.join(fields)}",
-        )
-    both = sorted(set(space) & set(params))
-    if both:
-        raise ConfigError(
-            f"{', '.join(both)} is both fixed and searched", "drop it from the fixed parameters"
-        )
-    fixed = dict(params)
-    if "early_stopping_metric" in fields and "early_stopping_metric" not in space:
-        fixed.setdefault("early_stopping_metric", metric)
-    return fixed
-
-
-def search_budget(
-    space: Mapping[str, Param],
-    sampler: str,
-    seed: int,
-    n_trials: int | None,
-    timeout_s: float | None,
-) -> tuple[list[dict[str, Value]], int | None]:
-    """The grid (empty for tpe) and the trial cap; a search must be able to end."""
-    if sampler not in ("tpe", "grid"):
-        raise ConfigError(f"unknown sampler '{sampler}'", "use tpe or grid")
-    if (n_trials is not None and n_trials < 1) or (timeout_s is not None and timeout_s <= 0):
-        raise ConfigError(
-            f"the budget n_trials={n_trials}, timeout_s={timeout_s} is empty",
-            "give a positive number of trials and/or seconds",
-        )
-    if sampler == "grid":
-        grid = grid_points(space, seed)
-        return grid, min(n_trials or len(grid), len(grid))
-    if n_trials is None and timeout_s is None:
-        raise ConfigError(
-            "a tpe search needs a budget", "pass n_trials and/or timeout_s (--trials/--timeout)"
-        )
-    return [], n_trials
-
-
 def finished_trials(study: optuna.Study) -> list[Trial]:
     """The trials that ran to an end (not the grid points still waiting, nor one cut off)."""
     from optuna.trial import TrialState
@@ -288,29 +212,15 @@ def tune(
     Content models read item ``features`` (given, or encoded once through the
     embedding store as a :class:`FeaturesConfig` says), shared by every trial.
     """
-    name, cutoff = parse_metric(metric)
-    metric = f"{name}@{cutoff}"
-    parsed = parse_space(space)
-    if not parsed:
-        raise ConfigError("the search space is empty", SYNTAX)
-    model_cls = get_model_class(model_name)
-    fixed = fixed_params(model_cls, parsed, params or {}, metric)
-    probe = model_cls(**fixed)  # a bad fixed value fails now, not once per trial
-    grid, n_trials = search_budget(parsed, sampler, seed, n_trials, timeout_s)
-    if len(split.valid) == 0:
-        raise DataError(
-            "the split has no validation part to select on",
-            "make a split with one, e.g. a ratio split 8:1:1",
-        )
-    if save_best and out is None:
-        raise ConfigError("save_best needs an output folder", "pass out=FOLDER (--out)")
-    if out is not None:
-        ensure_writable_dir(out)
-    encoded = model_features(probe, split, features)  # once, for every trial
+    plan = plan_search(
+        split, model_name, space, params, metric, sampler, seed, n_trials, timeout_s, out,
+        save_best,
+    )  # fmt: skip
+    encoded = model_features(plan.probe, split, features)  # once, for every trial
 
     import optuna
 
-    distributions = {n: p.distribution() for n, p in parsed.items()}
+    distributions = plan.distributions()
     best: tuple[int, float, Recommender] | None = None
     ran = 0
     start = time.perf_counter()
@@ -320,12 +230,14 @@ def tune(
         )
     try:
         with quiet_optuna():
-            for point in grid:  # enqueued trials take these values instead of sampling
+            for point in plan.grid:  # enqueued trials take these values instead of sampling
                 study.enqueue_trial(point)
-            while n_trials is None or ran < n_trials:
+            while plan.n_trials is None or ran < plan.n_trials:
                 asked = study.ask(distributions)
                 began = time.perf_counter()
-                outcome = _run_trial(asked, model_cls, fixed, split, encoded, name, cutoff)
+                outcome = _run_trial(
+                    asked, plan.model_cls, plan.fixed, split, encoded, plan.metric, plan.cutoff
+                )
                 if outcome is None:
                     study.tell(asked, state=optuna.trial.TrialState.FAIL)
                 else:
@@ -333,27 +245,43 @@ def tune(
                     if best is None or outcome[0] > best[1]:  # earlier trials win ties
                         best = (asked.number, *outcome)
                 ran += 1
-                count = f"{ran}" if n_trials is None else f"{ran}/{n_trials}"
+                count = f"{ran}" if plan.n_trials is None else f"{ran}/{plan.n_trials}"
                 seconds = time.perf_counter() - began
-                logger.info(_trial_line(asked, count, outcome, metric, seconds, best))
+                logger.info(_trial_line(asked, count, outcome, plan.label, seconds, best))
                 if timeout_s is not None and time.perf_counter() - start >= timeout_s:
                     break
     finally:  # even when interrupted, the finished trials are written
         trials = finished_trials(study)
         if out is not None and trials:
-            write_trials(out, trials, metric, model_cls.name, split)
+            write_trials(out, trials, plan.label, plan.model_cls.name, split)
+    return conclude(plan, trials, best, split, out, sampler, seed, save_best)
+
+
+def conclude(
+    plan: SearchPlan,
+    trials: list[Trial],
+    best: tuple[int, float, Recommender] | None,
+    split: Split,
+    out: Path | None,
+    sampler: str,
+    seed: int,
+    save_best: bool,
+) -> TuneResult:
+    """The result of a finished search, with ``best.json`` (and the best model) written
+    to ``out``; an error naming the first failure when every trial failed."""
     if best is None:
         raise ConfigError(
-            f"all {len(trials)} trials of '{model_cls.name}' failed (first: {trials[0].error})",
+            f"all {len(trials)} trials of '{plan.model_cls.name}' failed "
+            f"(first: {trials[0].error})",
             "fix the search space or the fixed parameters"
             + (f"; {out / TRIALS_CSV} lists every error" if out is not None else ""),
         )
-    best_trial = next(t for t in trials if t.number == best[0])
+    chosen = next(t for t in trials if t.number == best[0])
     result = TuneResult(
-        model_cls.name, metric, trials, best_trial, best[2], split.content_hash, out
+        plan.model_cls.name, plan.label, trials, chosen, best[2], split.content_hash, out
     )
     if out is not None:
-        write_best(out, result, parsed, split, sampler, seed)
+        write_best(out, result, plan.space, split, sampler, seed)
         if save_best:
             result.best_model.save(out / BEST_MODEL)
     return result
