@@ -40,7 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from tastemaker import experiment
-from tastemaker.atomic import write_bytes, write_text
 from tastemaker.config import (
     SECTIONS,
     DataConfig,
@@ -53,10 +52,8 @@ from tastemaker.config import (
 from tastemaker.config import validate as validate_config
 from tastemaker.data.dataset import Split
 from tastemaker.errors import ConfigError
-from tastemaker.evaluation import html
 from tastemaker.evaluation.cold_start import (
     GROUPS,
-    SEPARATOR,
     chance_recall,
     cold_start_report,
     item_groups,
@@ -66,8 +63,6 @@ from tastemaker.evaluation.ranking import evaluate
 from tastemaker.models.registry import available_models, get_model_class
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAME = "multimodal"
-ALIGNMENT = RESULTS / "alignment.md"
 
 
 class Run(BaseModel):
@@ -193,10 +188,6 @@ def merge(
     return [kept.get(r.name, {"run": r.name, "skipped": not_run.format(r.name)}) for r in exp.run]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -215,9 +206,11 @@ def main() -> None:
         "--render", action="store_true", help="only re-write the .md and .png from the .json"
     )
     args = parser.parse_args()
+    from multimodal_report import NAME, read_json, write_results  # beside this script
+
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.render:
-        previous = _read_json(args.out / f"{NAME}.json")
+        previous = read_json(args.out / f"{NAME}.json")
         if previous is None:
             raise SystemExit(f"{args.out / NAME}.json does not exist: run the experiment first")
         write_results(previous, args.out, with_json=False)
@@ -248,7 +241,7 @@ def main() -> None:
         records[-1]["date"] = datetime.now(UTC).isoformat(timespec="seconds")
         records[-1]["load_average_1min"] = os.getloadavg()[0]
         tqdm.write(f"{run.name}: {_summary(records[-1])}")
-    records = merge(records, _read_json(args.out / f"{NAME}.json"), exp, split)
+    records = merge(records, read_json(args.out / f"{NAME}.json"), exp, split)
 
     result = {
         "date": started.isoformat(timespec="seconds"),
@@ -282,158 +275,12 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
     return settings
 
 
-def write_results(result: dict[str, Any], out: Path, with_json: bool = True) -> None:
-    """``multimodal.json`` (with ``with_json``), ``.png`` and ``.md`` under ``out``."""
-    from mmrec_bm3 import CURVES, RESULT, bm3_curves, bm3_section  # beside this script
-
-    if with_json:
-        write_text(out / f"{NAME}.json", json.dumps(result, indent=2) + "\n")
-    columns = _columns(EvalConfig.model_validate(result["experiment"]["eval"]))
-    done = [r for r in result["runs"] if "report" in r]
-    if done:
-        write_bytes(out / f"{NAME}.png", chart(done, columns, result["protocol"]))
-    peer = _read_json(RESULT)
-    curves = bm3_curves(done, peer)
-    if curves is not None:
-        write_bytes(out / CURVES, curves)
-    split_hash = result["protocol"]["split"]["content_hash"]
-    section = bm3_section(done, peer, split_hash, curves is not None)
-    markdown = to_markdown(result, columns, chart=bool(done), extra=section)
-    write_text(out / f"{NAME}.md", markdown)
-    print(markdown)
-
-
-def chart(records: list[dict[str, Any]], columns: list[str], proto: dict[str, Any]) -> bytes:
-    """One panel per column, one horizontal bar per run; chance as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["run"] for r in records][::-1]
-    fig, axes = plt.subplots(
-        1, len(columns), figsize=(3 * len(columns), 1 + 0.3 * len(names)), sharey=True
-    )
-    for ax, column in zip(list(getattr(axes, "flat", [axes])), columns, strict=True):
-        values = [r["report"]["metrics"].get(column, 0.0) for r in records][::-1]
-        group, metric = column.split(SEPARATOR)
-        ax.barh(names, values, color="tab:blue" if group == "warm" else "tab:orange")
-        chance = proto["chance_recall"][group].get(metric)
-        if chance is not None:
-            ax.axvline(chance, color="k", linestyle="--", linewidth=1, label="chance")
-            ax.legend(frameon=False, loc="lower right")
-        ax.set_title(column)
-        ax.grid(axis="x", alpha=0.3)
-    return html.png_bytes(fig)
-
-
-def _columns(cfg: EvalConfig) -> list[str]:
-    return [f"{g}{SEPARATOR}{m}@{k}" for g in GROUPS for k in cfg.ks for m in cfg.metrics]
-
-
 def _summary(record: dict[str, Any]) -> str:
     metrics = record["report"]["metrics"]
     shown = ", ".join(
         f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k and "coverage" not in k
     )
     return f"{shown} ({record['train_seconds']:.0f} s)"
-
-
-def to_markdown(
-    result: dict[str, Any], columns: list[str], chart: bool, extra: list[str] | None = None
-) -> str:
-    """The results page: protocol, one row per run (best per column in bold), notes,
-    then ``extra`` lines and the alignment results."""
-    proto, machine = result["protocol"], result["machine"]
-    done = [r for r in result["runs"] if "report" in r]
-    best = {
-        c: max((r["report"]["metrics"].get(c, float("-inf")) for r in done), default=0)
-        for c in columns
-    }
-
-    def cell(record: dict[str, Any], column: str) -> str:
-        value = record["report"]["metrics"].get(column)
-        if value is None:
-            return "–"
-        return f"**{value:.4f}**" if value == best[column] else f"{value:.4f}"
-
-    split, counts = proto["split"], proto["counts"]
-    test = proto["test_interactions"]
-    chance = ", ".join(
-        f"{g} {k} {v:.4f}"
-        for g, values in proto["chance_recall"].items()
-        for k, v in values.items()
-    )
-    header = ["run", "modalities", *columns, "train s", "epochs (best)"]
-    rows = [
-        "| " + " | ".join(header) + " |",
-        "|---|---|" + "---:|" * (len(header) - 2),
-    ]
-    for r in done:
-        modalities = "+".join(r["modalities"]) if r["modalities"] else "ID only"
-        if r.get("params_added"):
-            modalities += " (" + ", ".join(f"{k}={v}" for k, v in r["params_added"].items()) + ")"
-        if r.get("features"):
-            modalities += " (" + ", ".join(f"{k} `{v}`" for k, v in r["features"].items()) + ")"
-        epochs = f"{r['epochs']} ({r['best_epoch']})" if r["epochs"] else "–"
-        cells = [r["run"], modalities, *(cell(r, c) for c in columns)]
-        rows.append("| " + " | ".join([*cells, f"{r['train_seconds']:.0f}", epochs]) + " |")
-    skipped = [f"- `{r['run']}`: {r['skipped']}." for r in result["runs"] if "skipped" in r]
-    lines = [
-        "# Multimodal recommenders: warm and cold-start accuracy",
-        "",
-        f"{result['date']}; {machine['platform']}, {machine['cpu_count']} CPUs, torch "
-        f"{machine['torch']} ({machine['torch_threads']} thread), python {machine['python']}; "
-        "1-minute load average {:.2f} at start, {:.2f} at end of the last invocation "
-        "(shared cores: seconds are noisy; each run's date and load are in the JSON). "
-        "Config: `{}`; written by `benchmarks/multimodal.py`.".format(
-            *machine["load_average_1min"], result["config"]
-        ),
-        "",
-        "## Protocol",
-        "",
-        f"Split `{split['kind']}` with params {json.dumps(split['params'])}, seed "
-        f"{split['seed']}, data hash `{split['content_hash'][:12]}`: {counts['users']} users, "
-        f"train/valid/test {counts['train']}/{counts['valid']}/{counts['test']} interactions. "
-        "A seeded share of the items is cold: all their interactions go to valid or test "
-        "(by item), so no model sees them in training; the other items' interactions are "
-        "split per user at random.",
-        "",
-        f"- **warm**: the {test['warm']} test interactions on the {proto['warm_items']} items "
-        "with training interactions, each user's ranked among those items (train and valid "
-        "masked).",
-        f"- **cold**: the {test['cold']} test interactions on the {proto['cold_items']} test "
-        "items without any training interaction, ranked among those items only (CLCRec's "
-        "protocol). ID-only models can do no better than chance here. "
-        f"{proto.get('cold_items_with_image', 0)} of them have a poster: image-only runs "
-        "cannot score the others.",
-        f"- chance (a random ranking): {chance}.",
-        "- Sequential models (`sasrec`, `mm_sasrec`) train on each user's training items "
-        "in time order; at test time they read the user's train + valid history (time "
-        "order) and score the same test items as every other model. The per-user split is "
-        "random, not temporal, so a test item is a held-out item, not always the next one.",
-        "- Item text is rendered from title, genres and user tags unless a run names its own "
-        "template. Tags are written by people who watched the movie, so they carry some "
-        "behavioural signal into the content (compare a run without them).",
-        "- Every run early-stops on validation NDCG@10 (all items ranked, train masked) "
-        "unless its row names another `early_stopping_metric`, and is scored on test once; "
-        "`train s` includes those validations.",
-        "",
-        "## Results (test)",
-        "",
-        *rows,
-        "",
-        *([f"![warm and cold test metrics]({NAME}.png)", ""] if chart else []),
-        *(["Not in the table:", "", *skipped, ""] if skipped else []),
-        *(extra or []),
-    ]
-    if ALIGNMENT.is_file():  # its title becomes this section's heading
-        body = ALIGNMENT.read_text(encoding="utf-8").strip().splitlines()
-        demoted = ["#" + line if line.startswith("#") else line for line in body]
-        lines += [*demoted, "", "*(Included from [`alignment.md`](alignment.md).)*", ""]
-    else:
-        lines += ["## Cross-modal alignment", "", "`alignment.md` is not written yet.", ""]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -192,10 +192,10 @@ def test_cold_items_option_is_validated() -> None:
 
 
 # ------------------------------------------------------------------ the experiment runner
-def _runner():
-    """benchmarks/multimodal.py, loaded as a module (benchmarks are scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "multimodal.py"
-    spec = importlib.util.spec_from_file_location("multimodal_benchmark", path)
+def _runner(name: str = "multimodal"):
+    """benchmarks/NAME.py, loaded as a module (benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the module's annotations through it
@@ -265,7 +265,8 @@ def test_the_runner_scores_runs_merges_earlier_ones_and_notes_the_rest() -> None
         "runs": records,
     }  # fmt: skip
     assert result["protocol"]["cold_items"] == 5  # half of the 10 cold items
-    page = runner.to_markdown(result, runner._columns(exp.eval), chart=False)
+    report = _runner("multimodal_report")
+    page = report.to_markdown(result, report.metric_columns(exp.eval), chart=False)
     cold = clcrec["report"]["metrics"]["cold/recall@5"]
     assert "| clcrec-text | text | " in page and f"{cold:.4f}" in page
     assert "- `no_such_model`: model 'no_such_model' is not registered yet." in page
