@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -205,6 +206,33 @@ def test_the_pick_is_saved_and_a_restart_sees_every_job(finished, movies, scenar
     assert again.image_path(job_id, 1).is_file()
     assert job_id in [j["job_id"] for j in again.jobs()]
     again.shutdown(5)
+
+
+def test_only_the_newest_finished_jobs_stay_in_memory_the_rest_come_from_disk(
+    finished, movies, scenario, tmp_path
+) -> None:
+    folder, old = tmp_path / "state", finished["job"]["job_id"]
+    # That one finished job alone (the module's other tests add theirs to its folder).
+    shutil.copytree(finished["folder"] / "generations" / old, folder / "generations" / old)
+    config = settings(folder, movies, scenario, keep_jobs=1)
+    jobs = JobManager(config, ServeState(config))
+    assert [j["job_id"] for j in jobs.jobs()] == [old]
+    newer = run(jobs, user_id="u2", item_id="m5", dry_run=True)["job_id"]
+    assert [j["job_id"] for j in jobs.jobs()] == [newer]  # the older one left memory ...
+    stored = jobs.get(old)  # ... and is answered from its job.json
+    assert stored["status"] == "done" and stored["result"] == finished["job"]["result"]
+    assert jobs.image_path(old, 0).is_file()
+    jobs.choose(old, 0)  # the pick test before this one chose 1
+    on_disk = json.loads((folder / "generations" / old / "job.json").read_text())
+    assert on_disk["choice"]["index"] == 0
+    with pytest.raises(UnknownJob, match="no generation job"):
+        jobs.get(f"../{old}")
+    jobs.shutdown(5)
+    again = JobManager(config, ServeState(config))  # a restart keeps the same policy
+    assert [j["job_id"] for j in again.jobs()] == [newer]
+    assert again.get(old)["choice"]["index"] == 0
+    again.shutdown(5)
+    assert {p.name for p in (folder / "generations").iterdir()} == {old, newer}  # none deleted
 
 
 class Gate:

@@ -171,6 +171,7 @@ def test_click_through_history_recommendations_and_generation(server: str) -> No
         cards = page.locator("#recs .card")
         expect(cards.first).to_be_visible()
         expect(page.locator("#recs .why").first).not_to_be_empty()
+        expect(page.locator("#recs .why .method").first).to_have_text("(statistical)")
         expect(page.locator("#history .thumb").first).to_be_visible()
         before = cards.evaluate_all("cs => cs.map(c => c.dataset.item)")
         assert before, "no recommendations for u1"

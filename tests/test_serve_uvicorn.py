@@ -114,6 +114,9 @@ def test_sigkill_during_a_feedback_burst_loses_no_acknowledged_event(
         (["--demo", "--data", "x"], "--demo serves the demo's folder"),
         (["--data", "nowhere", "--model-dir", "nowhere"], "not a data folder"),
         (["--port", "0"], "--port"),
+        (["--explain-method", "poem"], "unknown --explain-method 'poem'"),
+        (["--explain-method", "llm-grounded"], "needs a language model"),
+        (["--keep-jobs", "0"], "--keep-jobs"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(args: list[str], message: str) -> None:

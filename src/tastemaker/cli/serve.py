@@ -10,7 +10,7 @@ Inputs are checked before the server starts (one line, exit 2). The server binds
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,10 +56,43 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow browser calls from this origin (repeatable).")
     ] = None,
+    explain_method: Annotated[
+        str,
+        typer.Option(
+            help="Explanations when a request names none: statistical, template or "
+            "llm-grounded (needs --explain-llm)."
+        ),
+    ] = "statistical",
+    explain_llm: Annotated[
+        str | None,
+        typer.Option(
+            help="Language model for llm-grounded explanations: HF id, folder, .gguf "
+            "or an OpenAI-compatible base URL (loaded once at start-up)."
+        ),
+    ] = None,
+    keep_jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Finished generation jobs kept in memory; older ones are read "
+            "from disk (their folders are never deleted).",
+        ),
+    ] = 200,
 ) -> None:
     """Serve recommendations, explanations, feedback and generation over HTTP (docs at /docs)."""
     from tastemaker.cli.progress import progress_lines
+    from tastemaker.serve.settings import EXPLAIN_METHODS
 
+    if explain_method not in EXPLAIN_METHODS:
+        raise ConfigError(
+            f"unknown --explain-method '{explain_method}'",
+            f"use one of: {', '.join(EXPLAIN_METHODS)}",
+        )
+    if explain_method == "llm-grounded" and explain_llm is None:
+        raise ConfigError(
+            "--explain-method llm-grounded needs a language model",
+            "add --explain-llm MODEL (an HF id, folder, .gguf or server URL)",
+        )
     if demo:
         if data is not None or model_dir is not None:
             raise ConfigError(
@@ -74,8 +107,11 @@ def serve(
             "e.g. tastemaker serve --data tastemaker-demo/split "
             "--model-dir tastemaker-demo/models, or tastemaker serve --demo",
         )
-    run_server(data, model_dir, generation_config, host, port, api_key_file, events, state_dir,
-               cors_origin or [])  # fmt: skip
+    fields = {"generation_config": generation_config, "events_db": events,
+              "state_dir": state_dir, "cors_origins": tuple(cors_origin or []),
+              "explain_method": explain_method, "explain_llm": explain_llm,
+              "keep_jobs": keep_jobs}  # fmt: skip
+    run_server(data, model_dir, host, port, api_key_file, fields)
 
 
 def prepared_demo(out: Path) -> tuple[Path, Path]:
@@ -114,15 +150,13 @@ def train_sequential(split_dir: Path, target: Path) -> None:
 def run_server(
     data: Path,
     model_dir: Path,
-    generation_config: str | None,
     host: str,
     port: int,
     api_key_file: Path | None,
-    events: Path | None,
-    state_dir: Path | None,
-    cors_origins: list[str],
+    fields: dict[str, Any],
 ) -> None:
-    """Check the inputs, then run uvicorn until SIGTERM / Ctrl-C (graceful shutdown)."""
+    """Check the inputs, then run uvicorn until SIGTERM / Ctrl-C (graceful shutdown);
+    ``fields`` are the remaining :class:`ServeSettings`."""
     import torch
     import uvicorn
 
@@ -133,16 +167,10 @@ def run_server(
 
     load_served_data(data)  # fails here, as one line, rather than in the server
     names = model_folders(model_dir)
-    if generation_config is not None:
-        load_scenario(generation_config)  # a bad scenario is one line here, not a traceback later
+    if fields["generation_config"] is not None:
+        load_scenario(fields["generation_config"])  # one line here, not a traceback later
     settings = ServeSettings(
-        data=data,
-        model_dir=model_dir,
-        generation_config=generation_config,
-        api_key=read_api_key(api_key_file),
-        events_db=events,
-        state_dir=state_dir,
-        cors_origins=tuple(cors_origins),
+        data=data, model_dir=model_dir, api_key=read_api_key(api_key_file), **fields
     )
     console.print(
         f"serving {', '.join(names)} on http://{host}:{port} (docs: /docs; "

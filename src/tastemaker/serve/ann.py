@@ -50,11 +50,17 @@ if TYPE_CHECKING:
 
 IndexKind = Literal["auto", "exact", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("auto", "exact", "hnsw")
-# Below this many items "auto" scores exactly. Measured (benchmarks/results/serving.md,
-# 64-dim, one query): up to 30k items exact takes ~0.3 ms, as fast as HNSW at
-# ef_search=128, which already misses 13% of the top-10; at 100k exact takes ~1.6 ms
-# and HNSW ~0.6 ms.
+# Below this many items "auto" scores exactly: one exact query over 10k 64-dim items
+# takes ~0.1-0.2 ms, over 100k ~1-2 ms, and exact costs no recall
+# (benchmarks/results/serving.md).
 AUTO_EXACT_BELOW = 50_000
+# The HNSW defaults, from benchmarks/serving.py's tuning pass (structured vectors shaped
+# like trained embeddings, seed 1, 100k items): the smallest ef_search whose recall@10
+# reaches 0.95 with M = 16; the reported pass measures them on seed 0 up to 1M items.
+# efConstruction 100 is FAISS-typical; the earlier 64 built a thinner graph.
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 100
+DEFAULT_EF_SEARCH = 64
 # Score-matrix cells per chunk of queries in the exact index (64 MB of float32), so a
 # batch of queries over a large catalog never builds one huge matrix.
 CHUNK_CELLS = 1 << 24
@@ -222,9 +228,9 @@ class HNSWIndex:
         self,
         vectors: ArrayLike,
         *,
-        m: int = 32,
-        ef_construction: int = 100,
-        ef_search: int = 128,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
         seed: int = 0,
     ) -> None:
         import faiss
@@ -286,9 +292,9 @@ def build_index(
     vectors: ArrayLike,
     kind: IndexKind = "auto",
     *,
-    m: int = 32,
-    ef_construction: int = 100,
-    ef_search: int = 128,
+    m: int = DEFAULT_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    ef_search: int = DEFAULT_EF_SEARCH,
     seed: int = 0,
 ) -> VectorIndex:
     """An index over ``vectors`` (one row per item, row = item index): ``exact``,

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from tastemaker.serve.context import check_id, check_k, limits, served
-from tastemaker.serve.explanations import explain
 from tastemaker.serve.problems import ApiError, unknown_user
 from tastemaker.serve.recommend import recommendations
 from tastemaker.serve.schemas import (
@@ -17,6 +16,7 @@ from tastemaker.serve.schemas import (
     UserHistory,
     UserOut,
 )
+from tastemaker.serve.settings import ExplainMethod
 
 router = APIRouter(tags=["users"])
 # The two recommendation routes are ``async``: their work is about a millisecond of
@@ -102,8 +102,15 @@ async def history_recommendations(body: HistoryRequest, request: Request) -> dic
 @router.get(
     "/users/{user_id}/explanations/{item_id}",
     response_model=Explanation,
-    summary="Why an item suits a user (statistical)",
+    summary="Why an item suits a user (statistical, template or llm-grounded)",
 )
-def explanation(user_id: str, item_id: str, request: Request) -> dict[str, Any]:
+def explanation(
+    user_id: str, item_id: str, request: Request, method: ExplainMethod | None = None
+) -> dict[str, Any]:
+    """``method`` defaults to the server's ``--explain-method``; ``llm-grounded`` needs a
+    server started with ``--explain-llm`` (409 otherwise). Sync: a language model's
+    generation runs in the worker thread, off the event loop."""
+    served(request)
     check_id(request, user_id, "user ID")
-    return explain(served(request), user_id, check_id(request, item_id, "item ID"))
+    explainers = request.app.state.explainers
+    return explainers.explain(user_id, check_id(request, item_id, "item ID"), method)

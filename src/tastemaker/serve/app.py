@@ -1,8 +1,9 @@
 """The FastAPI app of ``tastemaker serve``: routers, error handling, limits, start and stop.
 
 Start-up (the lifespan) loads the data and its lookups (search index, similarity,
-feedback database) before the first request, then loads the models in a thread, so
-``/health`` answers at once and ``/ready`` says 503 until the models are in.
+feedback database) before the first request, then loads the models (and the
+explanations' language model, if configured) in threads, so ``/health`` answers at
+once and ``/ready`` says 503 until the models are in.
 Shutdown (uvicorn's SIGTERM or Ctrl-C) lets the generation jobs finish or persist
 (``app.state.jobs.shutdown()``) and closes the feedback database.
 
@@ -21,6 +22,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from tastemaker.errors import TastemakerError
+from tastemaker.serve.background import in_background
+from tastemaker.serve.explanation_methods import Explainers
 from tastemaker.serve.problems import ApiError, body
 from tastemaker.serve.security import BodyLimit, TokenBuckets
 from tastemaker.serve.settings import ServeSettings
@@ -37,20 +40,17 @@ def load_models_in_background(state: ServeState) -> threading.Thread:
     """Load the models without holding up start-up; a failure is kept for ``/ready``."""
 
     def load() -> None:
-        try:
-            state.reload()
-            # The data, lookups and models loaded at start-up live as long as the server:
-            # out of the collector's sight, a full collection no longer walks them, which
-            # made the tail of the request latency (benchmarks/serving.py).
-            gc.collect()
-            gc.freeze()
-        except TastemakerError as exc:
-            state.load_error = f"{exc.problem}; {exc.fix}"
-            log.error("cannot load the models: %s", exc)
+        state.reload()
+        # The data, lookups and models loaded at start-up live as long as the server:
+        # out of the collector's sight, a full collection no longer walks them, which
+        # made the tail of the request latency (benchmarks/serving.py).
+        gc.collect()
+        gc.freeze()
 
-    thread = threading.Thread(target=load, name="tastemaker-model-load", daemon=True)
-    thread.start()
-    return thread
+    def failed(reason: str) -> None:
+        state.load_error = reason
+
+    return in_background("models", load, failed)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -61,8 +61,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServeState(settings)
+        app.state.explainers = Explainers(state, settings.explain_method, settings.explain_llm)
         app.state.state = state
         app.state.loader = load_models_in_background(state)
+        app.state.explain_loader = app.state.explainers.load_llm()
         app.state.jobs = start_jobs(settings, state)
         log.info("serving %s with the models of %s", settings.data, settings.model_dir)
         try:

@@ -25,12 +25,18 @@ in their order of submission (its images depend only on the request, the data an
 seeded models, so rerunning it from the start loses only time); one interrupted
 :data:`MAX_RESTARTS` times is marked failed instead, so a job that kills the server
 cannot do so forever.
+
+Retention: the newest ``keep_jobs`` finished jobs (``done``, ``failed``) stay in memory,
+with every unfinished one; an older job is answered from its ``job.json`` (status,
+images, a pick) and left out of the list of recent jobs. Job folders are never deleted:
+they are the user's outputs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -56,6 +62,8 @@ JOB_FILE = "job.json"
 RESULT_DIR = "result"
 PREPARED_FILE = "prepared.json"
 ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed")
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: what submit names a job
 MAX_RESTARTS = 2
 MAX_QUEUED = 32
 DEFAULT_CONFIG = {  # offline and fast: what a server without --generation-config runs
@@ -131,14 +139,22 @@ class JobManager:
             return dict(job)
 
     def get(self, job_id: str) -> dict[str, Any]:
-        """A job's record, as its ``job.json`` holds it."""
+        """A job's record, as its ``job.json`` holds it (from disk once out of memory)."""
         with self._cond:
-            if job_id not in self._jobs:
-                raise UnknownJob(
-                    f"no generation job '{job_id}'",
-                    "use the job_id that POST /generations returned",
-                )
-            return json.loads(json.dumps(self._jobs[job_id]))
+            job = self._jobs.get(job_id) or self._stored(job_id)
+            return json.loads(json.dumps(job))
+
+    def _stored(self, job_id: str) -> dict[str, Any]:
+        """A job no longer held in memory, read from its folder; 404 when there is none."""
+        path = self.folder / job_id / JOB_FILE
+        try:
+            if JOB_ID.fullmatch(job_id) and path.is_file():
+                return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the generation job %s (%s)", job_id, exc)
+        raise UnknownJob(
+            f"no generation job '{job_id}'", "use the job_id that POST /generations returned"
+        )
 
     def image_path(self, job_id: str, index: int) -> Path:
         """The PNG of candidate ``index`` of a finished job (never a path from the request)."""
@@ -155,13 +171,13 @@ class JobManager:
         """Record the user's pick among a finished job's candidates."""
         self.image_path(job_id, index)
         with self._cond:
-            job = self._jobs[job_id]
+            job = self._jobs.get(job_id) or self._stored(job_id)
             job["choice"] = {"index": index, "at": time.time()}
             self._save(job)
             return json.loads(json.dumps(job))
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job's record, oldest first."""
+        """The records held in memory (unfinished, and the newest finished), oldest first."""
         with self._cond:
             return sorted((dict(j) for j in self._jobs.values()), key=lambda j: j["created"])
 
@@ -260,6 +276,7 @@ class JobManager:
         with self._cond:
             self._stage_entry(job, "done")
             self._update(job, status="done", stage="done", progress=1.0, result=view)
+            self._retain()
         log.info("generation job %s done in %.1f s", job["job_id"], view["seconds"])
 
     def _edited(self, prepared: Prepared, request: GenerationRequest) -> Prepared:
@@ -311,12 +328,22 @@ class JobManager:
     def _fail(self, job: dict[str, Any], problem: str, fix: str) -> None:
         with self._cond:
             self._update(job, status="failed", stage="failed", error={"error": problem, "fix": fix})
+            self._retain()
         log.warning("generation job %s failed: %s", job["job_id"], problem)
 
     def _update(self, job: dict[str, Any], **fields: Any) -> None:
         """Change a job's record and persist it (the caller holds the lock)."""
         job.update(fields)
         self._save(job)
+
+    def _retain(self) -> None:
+        """Drop from memory all but the newest ``keep_jobs`` finished jobs (their folders
+        stay; :meth:`get` reads them back). The caller holds the lock."""
+        finished = sorted(
+            (j for j in self._jobs.values() if j["status"] in FINISHED), key=lambda j: j["created"]
+        )
+        for job in finished[: max(0, len(finished) - self.settings.keep_jobs)]:
+            del self._jobs[job["job_id"]]
 
     def _save(self, job: dict[str, Any]) -> None:
         folder = ensure_writable_dir(self.folder / job["job_id"])
@@ -351,6 +378,7 @@ class JobManager:
                 restarts=job["restarts"] + 1,
             )
             self._pending.append(job["job_id"])
+        self._retain()
         if unfinished:
             log.info("%d unfinished generation jobs found on disk", len(unfinished))
 

@@ -83,9 +83,13 @@ class UserHistory(BaseModel):
 
 
 class Reason(BaseModel):
+    """An item of the user's history the explanation rests on."""
+
     item_id: str
     title: str | None
-    similarity: float
+    similarity: float | None = Field(
+        None, description="co-occurrence cosine (statistical); none for text methods"
+    )
 
 
 class Attribute(BaseModel):
@@ -94,13 +98,24 @@ class Attribute(BaseModel):
     count: int = Field(description="items of the user's history that have it")
 
 
+class Faithfulness(BaseModel):
+    """The attributes (genres, tags) the text asserts, titles aside, checked against the item."""
+
+    asserted: list[str]
+    unsupported: list[str] = Field(description="asserted but not the item's own")
+    faithful: bool
+
+
 class Explanation(BaseModel):
     user_id: str
     item_id: str
     text: str
     because: list[Reason]
     attributes: list[Attribute]
-    method: str
+    method: str = Field(description="statistical, template or llm-grounded: what wrote the text")
+    model: str | None = Field(None, description="the language model (llm-grounded)")
+    fallback: str | None = Field(None, description="set when the LLM's text was replaced")
+    faithfulness: Faithfulness | None = Field(None, description="text methods only")
 
 
 class Reloaded(BaseModel):

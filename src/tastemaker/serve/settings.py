@@ -5,12 +5,17 @@ Where state goes: ``state_dir`` defaults to ``serve-state`` next to ``model_dir`
 ``/admin/reload`` never mistakes it for a model and a model folder stays what
 ``tastemaker train`` wrote. The feedback events go to ``<state_dir>/feedback.sqlite``
 unless ``events_db`` says otherwise; generation jobs to ``<state_dir>/generations``.
+
+Finished generation jobs: the newest ``keep_jobs`` stay in memory (``GET /generations``
+lists those); older ones are answered from their ``job.json`` on disk. No job folder is
+ever deleted: they are the user's outputs, removed by the user, not by the server.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
@@ -19,6 +24,8 @@ from tastemaker.errors import ConfigError
 API_KEY_ENV = "TASTEMAKER_API_KEY"
 STATE_DIR_NAME = "serve-state"
 EVENTS_FILE = "feedback.sqlite"
+ExplainMethod = Literal["statistical", "template", "llm-grounded"]
+EXPLAIN_METHODS: tuple[str, ...] = get_args(ExplainMethod)
 
 
 class Limits(BaseModel):
@@ -49,6 +56,13 @@ class ServeSettings(BaseModel):
     cors_origins: tuple[str, ...] = ()
     generation_rate: PositiveFloat = Field(6.0, description="generations per minute per key")
     generation_burst: PositiveInt = Field(3, description="generations allowed at once per key")
+    keep_jobs: PositiveInt = Field(200, description="finished generation jobs kept in memory")
+    explain_method: ExplainMethod = Field(
+        "statistical", description="the explanation method when a request names none"
+    )
+    explain_llm: str | None = Field(
+        None, description="language model for llm-grounded explanations (HF id, folder, .gguf, URL)"
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> ServeSettings:
@@ -57,6 +71,8 @@ class ServeSettings(BaseModel):
         object.__setattr__(self, "events_db", self.events_db or state / EVENTS_FILE)
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty")
+        if self.explain_method == "llm-grounded" and self.explain_llm is None:
+            raise ValueError("the explanation method llm-grounded needs explain_llm (a model)")
         return self
 
     @property
@@ -91,4 +107,12 @@ def read_api_key(key_file: Path | None) -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
 
-__all__ = ["API_KEY_ENV", "EVENTS_FILE", "Limits", "ServeSettings", "read_api_key"]
+__all__ = [
+    "API_KEY_ENV",
+    "EVENTS_FILE",
+    "EXPLAIN_METHODS",
+    "ExplainMethod",
+    "Limits",
+    "ServeSettings",
+    "read_api_key",
+]

@@ -20,7 +20,7 @@ import polars as pl
 
 from tastemaker.config import DataConfig
 from tastemaker.data.catalog import IMAGE, ITEM_ID, TITLE
-from tastemaker.data.interactions import TIMESTAMP, USER_ID
+from tastemaker.data.interactions import RATING, TIMESTAMP, USER_ID
 from tastemaker.errors import ConfigError
 from tastemaker.generation.data import Data, data_parts, load_data
 from tastemaker.generation.history import known_interactions
@@ -126,6 +126,9 @@ class ServeState:
             if image is not None and Path(image).is_file()  # a URL or a missing file: no poster
         }
         known = known_interactions(parts).frame.sort([USER_ID, TIMESTAMP], maintain_order=True)
+        self.data_name = settings.data.name
+        # With ratings and times: what the text explanations read as a user's profile.
+        self.interactions = known.select(USER_ID, ITEM_ID, RATING, TIMESTAMP)
         self.histories: dict[str, list[str]] = {
             str(user): items
             for user, items in known.group_by(USER_ID, maintain_order=True)
@@ -162,6 +165,17 @@ class ServeState:
         and those feedback events."""
         events = self.feedback.for_user(user_id)
         return [*self.histories.get(user_id, []), *(e.item_id for e in events)], events
+
+    def rated_history(self, user_id: str) -> pl.DataFrame:
+        """The user's (item_id, rating, timestamp) rows, oldest first: known interactions,
+        then feedback events (a rating may be null)."""
+        known = self.interactions.filter(pl.col(USER_ID) == user_id).drop(USER_ID)
+        events = pl.DataFrame(
+            [(e.item_id, e.rating, e.timestamp) for e in self.feedback.for_user(user_id)],
+            schema=known.schema,
+            orient="row",
+        )
+        return pl.concat([known, events])
 
     def image_path(self, item_id: str) -> Path | None:
         """The poster of ``item_id`` on disk, or None: files are found by item ID only."""

@@ -58,7 +58,10 @@ def _rouge() -> Any:
 
 
 def rouge(gold: Sequence[str], predicted: str) -> dict[str, float]:
-    """ROUGE-1 and ROUGE-L F of ``predicted`` against the best-matching gold text."""
+    """ROUGE-1 and ROUGE-L F of ``predicted`` against the best-matching gold text (0 with no
+    gold text: an explanation asked for outside a task has none)."""
+    if not gold:
+        return {"rouge1": 0.0, "rougeL": 0.0}
     scores = _rouge().score_multi(list(gold), predicted or "")
     return {"rouge1": scores["rouge1"].fmeasure, "rougeL": scores["rougeL"].fmeasure}
 

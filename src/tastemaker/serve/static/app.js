@@ -130,7 +130,14 @@ function recCard(item) {
       el("button", { class: "small studio-open", text: "Studio", onclick: () => openStudio(item).catch(fail) })));
   if (state.mode === "user" && state.user) {
     api("GET", `/users/${encodeURIComponent(state.user)}/explanations/${encodeURIComponent(item.item_id)}`)
-      .then((e) => { explanation.textContent = e.text; explanation.title = e.text; })
+      .then((e) => {
+        // Which method wrote it (statistical, template, llm-grounded) and, for a language
+        // model, whether every attribute it asserts is the item's own.
+        const checked = e.faithfulness ? (e.faithfulness.faithful ? ", checked" : ", unsupported claims") : "";
+        const by = `${e.method}${e.model ? " · " + e.model : ""}${checked}`;
+        explanation.replaceChildren(e.text + " ", el("span", { class: "method", text: `(${by})` }));
+        explanation.title = `${e.text} (${by})`;
+      })
       .catch(() => { explanation.textContent = ""; });
   }
   return card;
