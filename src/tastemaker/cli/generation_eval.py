@@ -1,7 +1,7 @@
 """``tastemaker evaluate-generation``: PMG's ablation over (user, item) pairs.
 
 A thin shell over :mod:`tastemaker.generation.evaluation`, with the scenario flags
-of ``tastemaker generate`` (:mod:`tastemaker.cli.generate`). ``--judge`` names a
+of ``tastemaker generate`` (:mod:`tastemaker.cli.scenario_flags`). ``--judge`` names a
 second scorer, independent of the selector (``--scorer``), whose scores of each
 chosen image are reported beside the selector's own.
 """
@@ -15,27 +15,12 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import console
-from tastemaker.cli.generate import (
-    CandidatesOpt,
-    DataOpt,
-    GeneratorOpt,
-    LLMModelOpt,
-    LLMOpt,
-    PathOpt,
-    PostersOpt,
-    PresetOpt,
-    ScenarioOpt,
-    ScorerOpt,
-    SeedOpt,
-    SoftOpt,
-    StepsOpt,
-    WeightsOpt,
-    build_config,
-    show_progress,
-)
+from tastemaker.cli.generation_output import show_progress
+from tastemaker.cli.scenario_flags import ScenarioFlags, scenario_flags
 from tastemaker.errors import ConfigError
 
 
+@scenario_flags()
 def evaluate_generation(
     out: Annotated[Path, typer.Option(help="Folder for table.md/.json, images, page.")] = Path(
         "generation-eval"
@@ -55,23 +40,10 @@ def evaluate_generation(
         str | None,
         typer.Option(
             help="Independent judge: clip:ID_OR_FOLDER or aligned:FOLDER (other weights than "
-            "--scorer, e.g. a space from generation.judge.judge_space)."
+            "--scorer, e.g. a space from `tastemaker generate train-judge`)."
         ),
     ] = None,
-    config_file: ScenarioOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    path: PathOpt = None,
-    posters: PostersOpt = None,
-    generator: GeneratorOpt = None,
-    llm: LLMOpt = None,
-    llm_model: LLMModelOpt = None,
-    scorer: ScorerOpt = None,
-    soft: SoftOpt = None,
-    weights: WeightsOpt = None,
-    candidates: CandidatesOpt = None,
-    steps: StepsOpt = None,
-    seed: SeedOpt = None,
+    flags: ScenarioFlags = ScenarioFlags(),
 ) -> None:
     """PMG's ablation (item keywords only, + preference keywords, + soft tokens, both) over
     (user, item) pairs: d_p, d_t, z and similarity to history and target images per method."""
@@ -82,11 +54,7 @@ def evaluate_generation(
     from tastemaker.generation.pipeline import PersonalizedGenerationPipeline
     from tastemaker.generation.scorers import ScorerConfig, create_scorer
 
-    config, data_cfg = build_config(
-        config_file, generator=generator, llm=llm, llm_model=llm_model, scorer=scorer,
-        soft=soft, weights=weights, candidates=candidates, steps=steps, seed=seed,
-        data=data, path=path, posters=posters, preset=preset,
-    )  # fmt: skip
+    config, data_cfg = flags.build()
     judge_cfg = ScorerConfig.parse(judge, device=config.scorer.device) if judge else None
     if judge_cfg is not None and (judge_cfg.kind, judge_cfg.model) == (
         config.scorer.kind,
