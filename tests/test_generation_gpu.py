@@ -148,6 +148,13 @@ def test_flagged_candidates_are_recorded_and_never_selected(
     assert {c.seed: c.scores["z"] for c in result.candidates if not c.nsfw} == pytest.approx(kept)
     record = json.loads((result.save(tmp_path / "one") / "result.json").read_text())
     assert [c["nsfw"] for c in record["candidates"]] == [c.nsfw for c in result.candidates]
+    # the result page marks it, once; a clean run's page marks nothing
+    page = (tmp_path / "one" / "index.html").read_text()
+    assert page.count("flagged by the safety checker: not scored, not chosen") == 1
+    assert (
+        "flagged by the safety checker"
+        not in (clean.save(tmp_path / "clean") / "index.html").read_text()
+    )
 
     everything = _render(movies, tiny_clip, {0, 1, 2})
     assert everything.best is None and everything.selection["best"] is None

@@ -90,6 +90,8 @@ def _history(result: GenerationResult) -> dict[str, Any]:
 def _candidate(candidate: Candidate, best: Candidate | None) -> dict[str, Any]:
     w_p, w_t = candidate.weights
     lines = [f"w_p:w_t {w_p:g}:{w_t:g} · seed {candidate.seed}"]
+    if candidate.nsfw:  # the pipeline never scores or chooses these (see pipeline.py)
+        lines.append("flagged by the safety checker: not scored, not chosen")
     if candidate.scores is not None:
         lines += [f"{name} {number(candidate.scores.get(name))}" for name in SCORES]
     return {

@@ -13,8 +13,10 @@ without explaining). Character names should be excluded."
 Differences: each prompt is a chat (a system turn with the answer format, then
 the request) rather than one "### Human: ... ### Assistant:" string, so any
 chat model's own template applies; it carries no worked example, because small
-models (SmolLM2-135M) copy an example's keywords into every answer; and a
-firmer wording exists for retries after an unusable answer.
+models (SmolLM2-135M) copy an example's keywords into every answer (a base model
+without a chat template needs examples: the few-shot layout of
+:mod:`tastemaker.generation.keywords.few_shot` adds them and drops what is copied
+from them); and a firmer wording exists for retries after an unusable answer.
 """
 
 from __future__ import annotations
@@ -97,17 +99,3 @@ ITEM_PROMPTS: dict[Domain, PromptTemplate] = {
         ),
     ),
 }
-
-
-def preference_messages(
-    domain: Domain, history_text: str, n: int, *, firm: bool = False
-) -> list[ChatMessage]:
-    """The chat asking for ``n`` preference keywords of a serialized history."""
-    return PREFERENCE_PROMPTS[domain].messages(history_text, n, firm=firm)
-
-
-def item_messages(
-    domain: Domain, item_text: str, n: int, *, firm: bool = False
-) -> list[ChatMessage]:
-    """The chat asking for ``n`` visual keywords of a target item (or conversation)."""
-    return ITEM_PROMPTS[domain].messages(item_text, n, firm=firm)

@@ -11,7 +11,8 @@ Two extractors share one interface (:class:`KeywordExtractor`: ``extract_user``,
   titles, misspelt ones too, always; listed genres and tags for item keywords;
   names), retries with a firmer prompt when too few keywords survive, and then
   fails loudly (or hands over to a fallback extractor, recorded in the result);
-  it never returns an empty list silently.
+  it never returns an empty list silently. ``layout = "few-shot"`` (:mod:`.few_shot`)
+  prompts a base model without a chat template (Gemma 3 270M) with worked examples.
 * :class:`StatisticalKeywordExtractor` (:mod:`.statistical`) needs no LLM: the
   attribute values (genres, tags) over-represented in the user's items relative
   to the population, made diverse by maximal marginal relevance over sentence

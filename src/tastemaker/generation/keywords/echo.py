@@ -14,8 +14,9 @@ its multi-word phrases) so :func:`echo_kind` can tell such keywords apart:
   should be excluded"), by a proper-noun heuristic: two or more capitalised
   words that are no listed value, and either recombine words of the prompt's
   phrases ("Morgan King" of "morgan freeman" and "stephen king") or stand out
-  in a reply whose other keywords are lower case. Names written in lower case,
-  or capitalised names in an all-capitalised reply, pass: it is a heuristic.
+  in a reply whose other keywords are lower case; or, in any case, start with a
+  common given name (:mod:`.names`: "brad pitt"). Other names written in lower
+  case, or capitalised in an all-capitalised reply, pass: it is a heuristic.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from tastemaker.generation.keywords.names import is_person_name
 from tastemaker.generation.keywords.parsing import keyword_key
 
-Echo = Literal["title", "value", "name"]
+Echo = Literal["title", "value", "name", "example"]  # example: see few_shot.py
 FUZZY = 0.85  # difflib ratio from which two keys are one phrase, misspelt
 MIN_FUZZY_CHARS = 5  # shorter keys match exactly only ("war" is no misspelt "car")
 _NUMBERING = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•])\s*")
@@ -104,6 +106,8 @@ def _capitalised_phrase(keyword: str) -> bool:
 
 
 def _looks_like_name(keyword: str, vocabulary: SourceVocabulary, lower_reply: bool) -> bool:
+    if is_person_name(keyword):  # "brad pitt": a given name, whatever the case
+        return True
     if not _capitalised_phrase(keyword):
         return False
     words = keyword_key(keyword).split()

@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -34,8 +34,14 @@ from tastemaker.generation.keywords.echo import (
     drop_near_duplicates,
     echo_kinds,
 )
+from tastemaker.generation.keywords.few_shot import (
+    example_copies,
+    few_shot_messages,
+    first_turn,
+    shots,
+)
 from tastemaker.generation.keywords.parsing import parse_keywords
-from tastemaker.generation.prompts import item_messages, preference_messages
+from tastemaker.generation.prompts import ITEM_PROMPTS, PREFERENCE_PROMPTS
 from tastemaker.llm.base import LLM, ChatMessage
 
 log = logging.getLogger("tastemaker.generation")
@@ -64,6 +70,11 @@ class LLMExtractorConfig(BaseModel):
     drop_names: bool = Field(True, description="drop person and character names (heuristic)")
     retry_temperature: float = Field(
         0.7, ge=0.0, description="sampling from the second retry on (greedy before)"
+    )
+    layout: Literal["chat", "few-shot"] = Field(
+        "chat",
+        description="few-shot: worked examples as earlier turns, for base models without a "
+        "chat template (e.g. Gemma 3 270M); their answers' keywords are not kept",
     )
 
     @model_validator(mode="after")
@@ -179,8 +190,11 @@ class LLMKeywordExtractor(KeywordExtractor):
         )
 
     def _messages(self, job: _Job, firm: bool) -> list[ChatMessage]:
-        build = preference_messages if job.kind == "user" else item_messages
-        return build(job.domain, job.text, job.n, firm=firm)
+        template = (PREFERENCE_PROMPTS if job.kind == "user" else ITEM_PROMPTS)[job.domain]
+        if self.config.layout == "few-shot":
+            examples = shots(job.kind, job.domain)
+            return few_shot_messages(template, examples, job.text, job.n, firm=firm)
+        return template.messages(job.text, job.n, firm=firm)
 
     def _run(self, jobs: list[_Job], *, progress: bool) -> None:
         """First attempts for every job in one batch, then retry rounds for the short ones."""
@@ -220,7 +234,13 @@ class LLMKeywordExtractor(KeywordExtractor):
 
     def _keep(self, job: _Job, text: str, truncated: bool) -> tuple[list[str], dict[str, Echo]]:
         """The reply's usable keywords (at most ``job.n``), and those dropped as copies of
-        the prompt (titles always; listed values and names as configured), with why."""
+        the prompt (titles always; listed values and names as configured; the few-shot
+        examples' answers), with why."""
+        few_shot = self.config.layout == "few-shot"
+        if few_shot:  # a base model goes on to write the next turn: the answer ends there
+            answer = first_turn(text)
+            truncated = truncated and answer == text.strip()
+            text = answer
         candidates = parse_keywords(
             text, _ALL, exclude=job.exclude, titles=job.titles, truncated=truncated
         )
@@ -231,6 +251,10 @@ class LLMKeywordExtractor(KeywordExtractor):
         if self.config.drop_names:
             drop.add("name")
         kinds = echo_kinds(candidates, job.vocabulary)
+        if few_shot:
+            drop.add("example")
+            copied = example_copies(candidates, shots(job.kind, job.domain), job.vocabulary)
+            kinds = ["example" if c else k for k, c in zip(kinds, copied, strict=True)]
         kept = [k for k, kind in zip(candidates, kinds, strict=True) if kind not in drop]
         dropped = {k: kind for k, kind in zip(candidates, kinds, strict=True) if kind in drop}
         return kept[: job.n], dropped

@@ -28,6 +28,7 @@ from tastemaker.generation.keywords.base import (
     Keywords,
     Kind,
 )
+from tastemaker.generation.keywords.echo import drop_near_duplicates
 from tastemaker.generation.keywords.parsing import keyword_key
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -141,9 +142,8 @@ class StatisticalKeywordExtractor(KeywordExtractor):
             for value in item.attributes.get(name, []):
                 if value and keyword_key(value):
                     spellings.setdefault(keyword_key(value), value)
-        values = list(spellings.values())
-        if not values:
-            values = self.values(item.item_id)
+        values = list(spellings.values()) or self.values(item.item_id)
+        values = self._merge_misspellings(values)
         if not values:
             raise KeywordExtractionError(
                 f"item '{item.item_id}' has no value in {', '.join(self.fields)}",
@@ -152,6 +152,13 @@ class StatisticalKeywordExtractor(KeywordExtractor):
             )
         relevance = {v: -math.log(self.population_share(v)) for v in values}
         return self._pick(item.item_id, "item", item.text, relevance, self.config.item_n)
+
+    def _merge_misspellings(self, values: list[str]) -> list[str]:
+        """One value per misspelt group ("tolkien" / "tolkein"): the spelling the population
+        uses most. Rarity scores would otherwise favour the rare misspelling."""
+        by_use = sorted(values, key=lambda v: -self.population_share(v))  # stable on ties
+        keep = set(drop_near_duplicates(by_use))
+        return [v for v in values if v in keep]
 
     def _pick(
         self, subject: str, kind: Kind, text: str, relevance: dict[str, float], n: int
