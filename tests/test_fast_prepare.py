@@ -5,12 +5,14 @@ context joins indices without building a string frame."""
 from __future__ import annotations
 
 import hashlib
+import pickle
 
 import numpy as np
 import polars as pl
 import pytest
 
 from tastemaker.data import filters
+from tastemaker.data.dataset import Dataset
 from tastemaker.data.interactions import (
     ITEM_ID,
     TIMESTAMP,
@@ -19,7 +21,9 @@ from tastemaker.data.interactions import (
     content_hash,
     normalise_frame,
 )
-from tastemaker.data.splits import make_split
+from tastemaker.data.splits import _stable_order, make_split
+from tastemaker.data.vocab import Vocab
+from tastemaker.errors import DataError
 
 from .conftest import make_dataset
 
@@ -114,3 +118,58 @@ def test_context_joins_indices_without_a_string_frame() -> None:
     assert times.equals(pl.concat([first.frame[TIMESTAMP], second.frame[TIMESTAMP]]))
     assert joined._frame is None
     assert joined.frame.equals(pl.concat([first.frame, second.frame]))
+
+
+def test_content_hash_from_indices_equals_the_string_definition() -> None:
+    # Catalog order i0, i1, ..., i29 is not the IDs' lexical order (i10 < i2).
+    ds = make_dataset(messy_rows(7), n_items=30)
+    assert ds.catalog.vocab.ids != sorted(ds.catalog.vocab.ids)
+    lazy = ds.interactions.take(np.arange(len(ds.interactions))[::-1].copy())
+    for rows in (ds.interactions, lazy, filters.deduplicate(ds).interactions):
+        assert rows.content_hash() == string_hash(rows.frame)
+
+
+def test_taken_rows_are_gathered_from_the_source_once() -> None:
+    ds = make_dataset(messy_rows(8), n_items=30)
+    frame = ds.interactions.frame
+    rows = np.random.default_rng(0).permutation(frame.height)[:150]
+    taken = ds.interactions.take(rows)
+    assert taken._frame is None and len(taken) == 150  # nothing gathered yet
+    assert taken.column(TIMESTAMP).equals(frame[TIMESTAMP].gather(rows))
+    again = taken.take(np.arange(10, 60))
+    assert again._source is not None and again._source[0] is frame  # rows of rows
+    assert again.frame.equals(frame[rows[10:60]])
+    for carried, encoded in zip(
+        again.indices(), again.with_frame(again.frame).indices(), strict=True
+    ):
+        np.testing.assert_array_equal(carried, encoded)
+    sent = pickle.loads(pickle.dumps(taken.take(np.arange(5))))  # its rows, not the source
+    assert sent._source is None and sent.frame.equals(frame[rows[:5]])
+
+
+def test_dataset_binds_other_vocabularies_by_their_indices() -> None:
+    ds = make_dataset(messy_rows(9), n_items=30)
+    frame = ds.interactions.frame
+    # Users in reverse order with one unknown to the rows; items in reverse order.
+    users = Vocab(["nobody", *sorted(frame[USER_ID].unique().to_list(), reverse=True)], "user")
+    items = Vocab(list(reversed(ds.catalog.vocab.ids)), "item")
+    bound = Dataset(ds.catalog, Interactions(frame, users, items), ds.manifest).interactions
+    fresh = Interactions(frame, items=ds.catalog.vocab)
+    assert bound.users == fresh.users and bound.items == fresh.items
+    for carried, encoded in zip(bound.indices(), fresh.indices(), strict=True):
+        np.testing.assert_array_equal(carried, encoded)
+    assert bound.frame.equals(fresh.frame)
+
+
+def test_vocab_encode_by_enum_names_unknown_ids() -> None:
+    vocab = Vocab(["b", "a", "c"], "item")
+    np.testing.assert_array_equal(vocab.encode(pl.Series(["c", "a", "a", "b"])), [2, 1, 1, 0])
+    assert vocab.encode(pl.Series([], dtype=pl.Utf8)).dtype == np.int64
+    with pytest.raises(DataError, match=r"1 item ID not in the vocabulary, e\.g\. zz"):
+        vocab.encode(pl.Series(["a", "zz"]))
+
+
+@pytest.mark.parametrize("high", [5, 300_000, 1 << 40])
+def test_stable_order_equals_numpy_stable_argsort(high: int) -> None:
+    codes = np.random.default_rng(high % 97).integers(0, high, 5_000)
+    np.testing.assert_array_equal(_stable_order(codes), np.argsort(codes, kind="stable"))

@@ -56,9 +56,13 @@ class Dataset:
     """A catalog and all its interactions: the unit loaders return."""
 
     def __init__(self, catalog: Catalog, interactions: Interactions, manifest: Manifest) -> None:
-        _check_items_known(catalog, interactions.frame, "interaction")
+        try:  # bound by their indices: no row is read, checked or encoded again
+            bound = interactions.on_users().on_items(catalog.vocab)
+        except DataError:
+            _check_items_known(catalog, interactions.frame, "interaction")  # names them
+            raise
         self.catalog = catalog
-        self.interactions = Interactions(interactions.frame, items=catalog.vocab)
+        self.interactions = bound
         self.manifest = manifest.model_copy(update={"counts": self.counts()})
 
     def __repr__(self) -> str:
@@ -177,11 +181,34 @@ class Split:
             **{p: len(self.part(p)) for p in PARTS},
         }
 
+    @classmethod
+    def derived(cls, catalog: Catalog, parts: dict[str, Interactions], manifest: Manifest) -> Split:
+        """A Split of parts taken from one Dataset's rows (:meth:`Interactions.take`):
+        checked when that Dataset was made, so nothing is read, checked or encoded again.
+        Their user vocabulary must be the sorted users of all parts, as :meth:`load`
+        rebuilds it, so that index ``u`` is one user before and after a save."""
+        first = parts["train"]
+        if any(p.users is not first.users or p.items != catalog.vocab for p in parts.values()):
+            raise DataError(
+                "the parts of a split must share one user vocabulary and the catalog's",
+                "take them from one Dataset with Interactions.take",
+            )
+        if manifest.split is None:
+            raise DataError("a split needs split information in its manifest", "use data.splits")
+        split = object.__new__(cls)
+        split.catalog, split.info = catalog, manifest.split
+        split.train, split.valid, split.test = (parts[p] for p in PARTS)
+        split.manifest = manifest.model_copy(update={"counts": split.counts()})
+        return split
+
     def save(self, path: Path) -> Path:
         return _write_folder(path, self.catalog, {p: self.part(p) for p in PARTS}, self.manifest)
 
     @classmethod
     def load(cls, path: Path) -> Split:
+        """Read a split folder, each part checked against its manifest: a part file whose
+        bytes are those written is proved by one pass of SHA-256 over the file; any
+        other (edited, replaced, or rewritten with other settings) is hashed by content."""
         path = _existing_folder(path)
         manifest = Manifest.read(path / "manifest.json")
         if manifest.split is None:
@@ -192,20 +219,35 @@ class Split:
         catalog = Catalog(read_parquet(path / "items.parquet"))
         parts = {p: read_parquet(path / f"{p}.parquet") for p in PARTS}
         for name, frame in parts.items():
+            file = path / f"{name}.parquet"
+            if manifest.split.part_files.get(name) == file_sha256(file):
+                continue
             if content_hash(frame) != manifest.split.part_hashes.get(name):
                 raise DataError(
-                    f"{path / (name + '.parquet')} does not match the hash in its manifest "
+                    f"{file} does not match the hash in its manifest "
                     "(edited or replaced since it was written)",
                     "re-create the split with `tastemaker data prepare`",
                 )
         return cls(catalog, *parts.values(), manifest=manifest)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, streamed (a 20M-row part is a few hundred MB)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def split_info(
-    kind: str, seed: int | None, params: dict[str, Any], parts: dict[str, pl.DataFrame]
+    kind: str,
+    seed: int | None,
+    params: dict[str, Any],
+    parts: dict[str, Interactions] | dict[str, pl.DataFrame],
 ) -> SplitInfo:
     """Hashes of each part and of the whole, recorded in the manifest."""
-    part_hashes = {name: content_hash(parts[name]) for name in PARTS}
+    part_hashes = {
+        name: part.content_hash() if isinstance(part, Interactions) else content_hash(part)
+        for name, part in ((p, parts[p]) for p in PARTS)
+    }
     whole = hashlib.sha256("".join(part_hashes[p] for p in PARTS).encode()).hexdigest()
     return SplitInfo(
         kind=kind, seed=seed, params=params, content_hash=whole, part_hashes=part_hashes
@@ -220,6 +262,10 @@ def _write_folder(
         catalog.frame.write_parquet(tmp / "items.parquet", compression="zstd")
         for name, table in tables.items():
             table.frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+        if manifest.split is not None:  # what lets Split.load skip the content hashes
+            files = {name: file_sha256(tmp / f"{name}.parquet") for name in tables}
+            split = manifest.split.model_copy(update={"part_files": files})
+            manifest = manifest.model_copy(update={"split": split})
         write_text(tmp / "manifest.json", manifest.to_json())
     return Path(path)
 

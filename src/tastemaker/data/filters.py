@@ -43,15 +43,15 @@ def _checked(
 
 def implicit(ds: Dataset, threshold: float | None) -> Dataset:
     """Keep interactions rated at least ``threshold`` (None keeps all, as implicit feedback)."""
-    frame = ds.interactions.frame
     if threshold is None:
         return _checked(ds, None, "implicit", "use a data set with interactions", threshold=None)
-    if frame[RATING].null_count() == frame.height:
+    ratings = ds.interactions.column(RATING)
+    if ratings.null_count() == len(ratings):
         raise DataError(
             f"'{ds.manifest.name}' has no ratings, so a rating threshold cannot apply",
             "drop --threshold (all interactions then count as positive)",
         )
-    kept = (frame[RATING].is_null() | (frame[RATING] >= threshold)).to_numpy()
+    kept = (ratings.is_null() | (ratings >= threshold)).to_numpy()
     return _checked(
         ds, kept, "implicit", f"lower the rating threshold (now {threshold})", threshold=threshold
     )
@@ -67,21 +67,30 @@ def deduplicate(ds: Dataset, keep: Literal["first", "last"] = "last") -> Dataset
     """One interaction per (user, item): the ``first`` or ``last`` in time (ties: in row
     order; a missing time counts as latest). Rows keep their order.
 
-    Pairs are found by integer keys in one hashing pass; only the rows of repeated pairs
-    are sorted, so a table without duplicates costs no sort at all.
+    Pairs are found by sorting integer keys; only the rows of repeated pairs are then
+    ordered by time, so a table without duplicates costs one integer sort.
     """
     if keep not in ("first", "last"):
         raise DataError(f"unknown duplicate policy '{keep}'", "use 'first' or 'last'")
-    keys = pl.Series("_key", pair_keys(ds.interactions))
-    repeated = keys.is_duplicated()
+    keys = pair_keys(ds.interactions)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]
+    del ordered
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[order[1:][same]] = repeated[order[:-1][same]] = True
+    del order, same
     wanted = None
     if repeated.any():
-        times = ds.interactions.frame[TIMESTAMP]
-        rows = pl.DataFrame({"_key": keys, TIMESTAMP: times}).with_row_index("_row")
-        ordered = rows.filter(repeated).sort([TIMESTAMP, "_row"], nulls_last=True)
-        kept = ordered.unique("_key", keep=keep, maintain_order=True)["_row"]
-        wanted = ~repeated.to_numpy()
-        wanted[kept.to_numpy()] = True
+        rows = np.flatnonzero(repeated)
+        times = ds.interactions.column(TIMESTAMP).gather(rows)
+        late, missing = times.fill_null(0).to_numpy(), times.is_null().to_numpy()
+        ranked = rows[np.lexsort((rows, late, missing, keys[rows]))]  # pair, time, row
+        pair = keys[ranked]
+        edge = pair[1:] != pair[:-1]
+        chosen = np.concatenate([[True], edge]) if keep == "first" else np.append(edge, True)
+        wanted = ~repeated
+        wanted[ranked[chosen]] = True
     return _checked(ds, wanted, "deduplicate", "check the input data", keep=keep)
 
 
@@ -101,7 +110,8 @@ def k_core(ds: Dataset, min_user: int = 5, min_item: int = 5) -> Dataset:
         rounds += 1
         user_counts = np.bincount(users[alive], minlength=len(interactions.users))
         item_counts = np.bincount(items[alive], minlength=len(interactions.items))
-        kept = alive & (user_counts[users] >= min_user) & (item_counts[items] >= min_item)
+        # Per user and item first, then one boolean per row: no row-length count arrays.
+        kept = alive & (user_counts >= min_user)[users] & (item_counts >= min_item)[items]
         if np.array_equal(kept, alive):
             break
         alive = kept

@@ -8,13 +8,13 @@ same vocabularies, so index ``i`` means the same item in train and test.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from tastemaker.data.row_hash import HASH_ROWS, hash_rows, lexical_codes
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError
 from tastemaker.reporting.values import plural
@@ -106,9 +106,11 @@ def normalise_frame(frame: pl.DataFrame, where: str = "the interaction table") -
 class Interactions:
     """A table of interactions bound to user and item vocabularies.
 
-    The rows of :meth:`concat` are joined lazily: their integer indices at once, the
-    string frame only when something reads it, so a scorer that ignores the evaluator's
-    context never pays for concatenating millions of string rows.
+    The rows of :meth:`concat`, :meth:`subset` and :meth:`take` are made lazily: their
+    integer indices at once, the string frame only when something reads it (one column
+    at a time through :meth:`column`), so a scorer that ignores the evaluator's context
+    never pays for concatenating millions of string rows, and a chain of preparation
+    steps gathers its rows from the source table once, at the end.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Interactions:
     ) -> None:
         self._frame: pl.DataFrame | None = normalise_frame(frame)
         self._parts: tuple[Interactions, ...] = ()
+        self._source: tuple[pl.DataFrame, np.ndarray] | None = None  # rows to gather
         self.users = users or Vocab(self.frame[USER_ID].unique().sort(), kind="user")
         self.items = items or Vocab(self.frame[ITEM_ID].unique().sort(), kind="item")
         self._indices: tuple[np.ndarray, np.ndarray] | None = None
@@ -124,19 +127,29 @@ class Interactions:
     def frame(self) -> pl.DataFrame:
         """The rows as a Polars frame with the columns of :data:`COLUMNS`."""
         if self._frame is None:
-            self._frame = pl.concat([part.frame for part in self._parts], how="vertical")
-            self._parts = ()
+            if self._source is not None:
+                self._frame = _gather(*self._source)
+            else:
+                self._frame = pl.concat([part.frame for part in self._parts], how="vertical")
+            self._parts, self._source = (), None
         return self._frame
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (e.g. sent to Ray workers) with its own rows, not a lazy source's."""
+        self.frame  # noqa: B018 - gathers the rows, dropping the reference to the source
+        return self.__dict__.copy()
+
     def column(self, name: str) -> pl.Series:
-        """One column of the rows; of joined parts only that column is concatenated."""
-        if self._frame is None:
-            return pl.concat([part.column(name) for part in self._parts])
-        return self._frame[name]
+        """One column of the rows; of lazy rows only that column is gathered or joined."""
+        if self._frame is not None:
+            return self._frame[name]
+        if self._source is not None:
+            return _gather(self._source[0].select(name), self._source[1])[name]
+        return pl.concat([part.column(name) for part in self._parts])
 
     def __len__(self) -> int:
         if self._frame is None:
-            return sum(len(part) for part in self._parts)
+            return len(self.indices()[0])
         return self._frame.height
 
     def __repr__(self) -> str:
@@ -159,9 +172,9 @@ class Interactions:
 
     @property
     def has_timestamps(self) -> bool:
-        if self._frame is None:
+        if self._frame is None and self._parts:
             return len(self) > 0 and all(p.has_timestamps for p in self._parts if len(p))
-        return self._frame.height > 0 and self._frame[TIMESTAMP].null_count() == 0
+        return len(self) > 0 and self.column(TIMESTAMP).null_count() == 0
 
     def with_frame(self, frame: pl.DataFrame) -> Interactions:
         """Same vocabularies, other rows."""
@@ -193,11 +206,50 @@ class Interactions:
                     "keep the items of every kept interaction",
                 )
             vocab_items, item_idx = items, (np.cumsum(known) - 1)[item_idx]
-        subset = object.__new__(Interactions)
-        subset._frame, subset._parts = self.frame.filter(pl.Series(keep)), ()
-        subset.users, subset.items = vocab_users, vocab_items
-        subset._indices = (users, item_idx)
-        return subset
+        rows = np.flatnonzero(keep)
+        return self._taken(rows, vocab_users, vocab_items, (users, item_idx))
+
+    def take(self, rows: np.ndarray) -> Interactions:
+        """The rows at positions ``rows``, in that order, on the same vocabularies;
+        indices carried, the frame gathered when read."""
+        user_idx, item_idx = (index[rows] for index in self.indices())
+        return self._taken(rows, self.users, self.items, (user_idx, item_idx))
+
+    def on_users(self, users: Vocab | None = None) -> Interactions:
+        """The same rows on another user vocabulary, which must hold each of their users
+        (None: their users sorted, what ``Interactions(frame)`` builds); indices mapped
+        through the vocabularies, no row is read as a string."""
+        user_idx, item_idx = self.indices()
+        used, ids = _used(user_idx, self.users)
+        if users is None:
+            if used.all() and ids.is_sorted():
+                return self
+            users = Vocab(ids.sort(), kind="user")
+        if users is self.users:
+            return self
+        mapped = _remap(user_idx, used, ids, users)
+        return self._taken(np.arange(len(user_idx)), users, self.items, (mapped, item_idx))
+
+    def on_items(self, items: Vocab) -> Interactions:
+        """The same rows on another item vocabulary (a catalog's), which must hold each
+        of their items; mapped through the vocabularies like :meth:`on_users`."""
+        if items is self.items or items == self.items:
+            return self
+        user_idx, item_idx = self.indices()
+        mapped = _remap(item_idx, *_used(item_idx, self.items), items)
+        return self._taken(np.arange(len(user_idx)), self.users, items, (user_idx, mapped))
+
+    def _taken(
+        self, rows: np.ndarray, users: Vocab, items: Vocab, indices: tuple[np.ndarray, ...]
+    ) -> Interactions:
+        taken = object.__new__(Interactions)
+        if self._source is not None:  # rows of rows: gather from the source table once
+            taken._frame, taken._source = None, (self._source[0], self._source[1][rows])
+        else:  # as Polars' row indices (32 bits): half the memory, no conversion
+            taken._frame, taken._source = None, (self.frame, rows.astype(np.uint32, copy=False))
+        taken._parts, taken.users, taken.items = (), users, items
+        taken._indices = (indices[0], indices[1])
+        return taken
 
     @staticmethod
     def concat(parts: Sequence[Interactions]) -> Interactions:
@@ -215,7 +267,7 @@ class Interactions:
                     "concatenate parts of one Split (they share its Vocabs)",
                 )
         joined = object.__new__(Interactions)
-        joined._frame, joined._parts = None, tuple(parts)
+        joined._frame, joined._parts, joined._source = None, tuple(parts), None
         joined.users, joined.items = first.users, first.items
         # The parts' indices (usually cached already) are the joined rows' indices: no
         # re-encoding when the evaluator builds its context for every call.
@@ -264,19 +316,43 @@ class Interactions:
         )
 
     def content_hash(self) -> str:
-        return content_hash(self.frame)
+        """:func:`content_hash` of the rows, sorted by the vocabularies' lexical ranks of
+        the indices (no string sorting, no second validation); lazy rows are gathered
+        from their source a slice at a time, never as a whole table."""
+        users, items = self.indices()
+        pairs = self.users.lexical_ranks()[users]
+        pairs *= len(self.items)
+        ranks = self.items.lexical_ranks()
+        for start in range(0, len(pairs), HASH_ROWS):  # no second full-length array
+            pairs[start : start + HASH_ROWS] += ranks[items[start : start + HASH_ROWS]]
+        return hash_rows(self._rows_at, lambda: self.column(TIMESTAMP), pairs)
+
+    def _rows_at(self, positions: np.ndarray) -> pl.DataFrame:
+        if self._frame is None and self._source is not None:
+            return _gather(self._source[0], self._source[1][positions])
+        return self.frame[positions]
 
 
-#: Rows written to CSV text at once while hashing (bounded memory on 20M-row parts).
-_HASH_ROWS = 1 << 20
+def _used(index: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, pl.Series]:
+    """Which entries of ``vocab`` the rows' ``index`` uses (a mask), and their IDs."""
+    used = np.bincount(index, minlength=len(vocab)) > 0
+    return used, pl.Series(vocab.decode(np.flatnonzero(used)), dtype=pl.Utf8)
 
 
-def lexical_codes(column: pl.Series) -> pl.Series:
-    """Integer codes of a string column that sort as its strings do (rank among the
-    distinct values): sorting the few distinct IDs, then one hash lookup per row, is
-    many times cheaper than sorting millions of strings."""
-    distinct = column.unique().sort()
-    return column.cast(pl.Enum(distinct)).to_physical()
+def _remap(index: np.ndarray, used: np.ndarray, ids: pl.Series, vocab: Vocab) -> np.ndarray:
+    """``index`` into another vocabulary: the used entries' IDs (``ids``) encoded in
+    ``vocab`` (a DataError names one it lacks), then looked up per row."""
+    mapping = np.full(len(used), -1, dtype=np.int64)
+    mapping[used] = vocab.encode(ids)
+    return mapping[index]
+
+
+def _gather(frame: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
+    """The ``rows`` of ``frame`` in order (a slice when they are one run, no copy)."""
+    one_run = len(rows) and int(rows[-1]) - int(rows[0]) == len(rows) - 1
+    if one_run and (np.diff(rows.astype(np.int64)) == 1).all():
+        return frame.slice(int(rows[0]), len(rows))
+    return frame[rows]
 
 
 def content_hash(frame: pl.DataFrame) -> str:
@@ -289,15 +365,5 @@ def content_hash(frame: pl.DataFrame) -> str:
     frame = normalise_frame(frame)
     users = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
     items = lexical_codes(frame[ITEM_ID]).to_numpy().astype(np.int64)
-    pairs = users * (items.max(initial=0) + 1) + items  # (user, item) as one integer
-    order = np.argsort(pairs, kind="stable")
-    if (pairs[order][1:] == pairs[order][:-1]).any():  # repeated pairs: then by time
-        time = frame[TIMESTAMP]
-        order = np.lexsort((time.fill_null(0).to_numpy(), time.is_null().to_numpy(), pairs))
-    # CSV text, not a Polars hash: it must not change with the library version. Written a
-    # slice of rows at a time, so no copy of the whole table is ever made.
-    digest = hashlib.sha256()
-    for start in range(0, max(frame.height, 1), _HASH_ROWS):
-        piece = frame[order[start : start + _HASH_ROWS]]
-        digest.update(piece.write_csv(include_header=start == 0).encode())
-    return digest.hexdigest()
+    pairs = users * (items.max(initial=0) + 1) + items
+    return hash_rows(frame.__getitem__, lambda: frame[TIMESTAMP], pairs)

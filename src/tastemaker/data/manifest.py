@@ -33,6 +33,11 @@ class SplitInfo(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     content_hash: str
     part_hashes: dict[str, str]
+    part_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="part -> sha256 of its Parquet file's bytes as written: a match on load "
+        "proves the content hash without recomputing it",
+    )
 
 
 class Manifest(BaseModel):

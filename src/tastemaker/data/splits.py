@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from tastemaker.data.dataset import PARTS, Dataset, Split, split_info
-from tastemaker.data.interactions import ITEM_ID, TIMESTAMP, USER_ID, lexical_codes
+from tastemaker.data.interactions import TIMESTAMP
 from tastemaker.errors import ConfigError, DataError
 
 Ratios = tuple[float, float, float]
-_PART = "_part"
+#: Row positions as Polars indexes rows (32 bits while a table has under 2^32 rows).
+_ROW = np.uint32
 
 
 def _check_ratios(ratios: Sequence[float]) -> Ratios:
@@ -40,20 +40,26 @@ def _check_ratios(ratios: Sequence[float]) -> Ratios:
 
 
 def _build(
-    ds: Dataset, labelled: pl.DataFrame, kind: str, seed: int | None, params: dict[str, Any]
+    ds: Dataset,
+    rows: np.ndarray,
+    part: np.ndarray,
+    kind: str,
+    seed: int | None,
+    params: dict[str, Any],
 ) -> Split:
-    """Turn a frame with a ``_part`` column (0/1/2) into a recorded :class:`Split`."""
-    parts = {
-        name: labelled.filter(pl.col(_PART) == code).drop(_PART) for code, name in enumerate(PARTS)
-    }
-    if parts["train"].height == 0 or parts["test"].height == 0:
+    """A recorded :class:`Split` of ``ds``'s interactions at positions ``rows``, in that
+    order, labelled by ``part`` (0/1/2 for train/valid/test). Integer work: each part
+    is gathered from the source rows once, its indices carried over."""
+    interactions = ds.interactions.on_users()  # the vocabulary Split.load rebuilds
+    parts = {name: interactions.take(rows[part == code]) for code, name in enumerate(PARTS)}
+    if len(parts["train"]) == 0 or len(parts["test"]) == 0:
         raise DataError(
             f"the {kind} split of '{ds.manifest.name}' has an empty "
-            f"{'train' if parts['train'].height == 0 else 'test'} part",
+            f"{'train' if len(parts['train']) == 0 else 'test'} part",
             "use more data, other ratios, or another split kind",
         )
     manifest = ds.manifest.model_copy(update={"split": split_info(kind, seed, params, parts)})
-    return Split(ds.catalog, parts["train"], parts["valid"], parts["test"], manifest)
+    return Split.derived(ds.catalog, parts, manifest)
 
 
 def _require_time(ds: Dataset, kind: str) -> None:
@@ -65,25 +71,21 @@ def _require_time(ds: Dataset, kind: str) -> None:
         )
 
 
-def _time_ordered(ds: Dataset) -> pl.DataFrame:
-    """Interactions in time order; ties keep input order, so the split is deterministic."""
-    return ds.interactions.frame.with_row_index("_row").sort([TIMESTAMP, "_row"]).drop("_row")
+def _time_order(ds: Dataset) -> np.ndarray:
+    """Row positions in time order; ties keep input order, so the split is deterministic."""
+    times = ds.interactions.column(TIMESTAMP).to_numpy()
+    return np.argsort(times, kind="stable").astype(_ROW, copy=False)
 
 
 def leave_one_out(ds: Dataset) -> Split:
     _require_time(ds, "leave-one-out")
-    frame = _time_ordered(ds).with_columns(
-        _back=pl.int_range(pl.len(), 0, -1).over(USER_ID), _n=pl.len().over(USER_ID)
-    )
-    part = (
-        pl.when((pl.col("_back") == 1) & (pl.col("_n") >= 2))
-        .then(2)
-        .when((pl.col("_back") == 2) & (pl.col("_n") >= 3))
-        .then(1)
-        .otherwise(0)
-    )
-    labelled = frame.with_columns(part.cast(pl.Int8).alias(_PART)).drop("_back", "_n")
-    return _build(ds, labelled, "loo", None, {})
+    order = _time_order(ds)
+    users = ds.interactions.indices()[0][order]
+    pos, counts = user_ranks(users)
+    n = counts[users]
+    back = n - pos  # 1 for a user's last interaction, 2 for the second last
+    part = np.where((back == 1) & (n >= 2), 2, np.where((back == 2) & (n >= 3), 1, 0))
+    return _build(ds, order, part.astype(np.int8), "loo", None, {})
 
 
 def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> Split:
@@ -94,31 +96,37 @@ def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: i
     given one row while train keeps more than one.
     """
     r = _check_ratios(ratios)
-    labelled = _per_user_ratio(ds.interactions.frame, r, seed, ds.interactions.indices()[0])
-    return _build(ds, labelled, "ratio", seed, {"ratios": list(r)})
+    order, part = _per_user_ratio(ds.interactions.indices()[0], r, seed)
+    return _build(ds, order, part, "ratio", seed, {"ratios": list(r)})
 
 
 def user_ranks(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of integer user codes: its position among its user's rows (in row order)
-    and the user's number of rows; a stable integer sort, no string grouping."""
+    """Per row of integer user codes its position among its user's rows (in row order,
+    int32), and per user code its number of rows; a stable integer sort, no strings."""
     counts = np.bincount(users)
-    grouped = np.argsort(users, kind="stable")
-    starts = np.cumsum(counts) - counts
-    pos = np.empty(len(users), dtype=np.int64)
-    pos[grouped] = np.arange(len(users)) - starts[users[grouped]]
-    return pos, counts[users]
+    grouped = _stable_order(users)
+    starts = (np.cumsum(counts) - counts).astype(np.int32)
+    pos = np.empty(len(users), dtype=np.int32)
+    pos[grouped] = np.arange(len(users), dtype=np.int32) - starts[users[grouped]]
+    return pos, counts
 
 
-def _per_user_ratio(
-    frame: pl.DataFrame, r: Ratios, seed: int, users: np.ndarray | None = None
-) -> pl.DataFrame:
-    """``frame`` shuffled, with each user's rows labelled train/valid/test by ``r``;
-    ``users``: the rows' integer user codes when known (else made from the IDs)."""
-    order = np.random.default_rng(seed).permutation(frame.height)
-    if users is None:
-        users = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
-    pos, n = user_ranks(users[order])
-    shuffled = frame[order]
+def _stable_order(codes: np.ndarray) -> np.ndarray:
+    """``np.argsort(codes, kind="stable")`` for non-negative integer codes, as two
+    16-bit radix passes (numpy radix-sorts 16-bit keys) when the codes fit in 32 bits."""
+    if len(codes) == 0 or codes.max() >= 1 << 32:
+        return np.argsort(codes, kind="stable")
+    low = np.argsort(codes.astype(np.uint16), kind="stable")  # the low 16 bits
+    high = (codes[low] >> 16).astype(np.uint16)
+    return low[np.argsort(high, kind="stable")]
+
+
+def _per_user_ratio(users: np.ndarray, r: Ratios, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded shuffle of the rows of integer user codes ``users``, and each shuffled
+    row's part (0/1/2) when each user's rows are cut by ``r`` (part sizes per user)."""
+    order = np.random.default_rng(seed).permutation(len(users)).astype(_ROW, copy=False)
+    shuffled = users[order].astype(np.int32 if len(users) < 1 << 31 else np.int64)
+    pos, n = user_ranks(shuffled)
     valid = np.floor(r[1] * n).astype(np.int64)
     test = np.floor(r[2] * n).astype(np.int64)
     train = n - valid - test
@@ -126,22 +134,21 @@ def _per_user_ratio(
         bump = (train > 1) & (share * n > 0) & (share * n < 1)
         count += bump
         train -= bump
-    part = np.where(pos < train, 0, np.where(pos < train + valid, 1, 2)).astype(np.int8)
-    return shuffled.with_columns(pl.Series(_PART, part))
+    part = (pos >= train[shuffled]).astype(np.int8)
+    part += pos >= (train + valid)[shuffled]
+    return order, part
 
 
 def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:
     """One global time order; the first share trains, the next validates, the last tests."""
     _require_time(ds, "temporal")
     r = _check_ratios(ratios)
-    frame = _time_ordered(ds)
-    n = frame.height
+    order = _time_order(ds)
+    n = len(order)
     cut_train, cut_valid = round(r[0] * n), round((r[0] + r[1]) * n)
     pos = np.arange(n)
     part = np.where(pos < cut_train, 0, np.where(pos < cut_valid, 1, 2)).astype(np.int8)
-    return _build(
-        ds, frame.with_columns(pl.Series(_PART, part)), "temporal", None, {"ratios": list(r)}
-    )
+    return _build(ds, order, part, "temporal", None, {"ratios": list(r)})
 
 
 def cold_start(
@@ -158,8 +165,10 @@ def cold_start(
     random by ``ratios``, as in :func:`random_ratio`.
     """
     r = _check_ratios(ratios)
-    frame = ds.interactions.frame
-    items = frame[ITEM_ID].unique().sort().to_numpy()
+    users, item_idx = ds.interactions.indices()
+    vocab = ds.interactions.items
+    active = np.flatnonzero(np.bincount(item_idx, minlength=len(vocab)))
+    items = active[np.argsort(vocab.lexical_ranks()[active])]  # as their IDs sort
     shuffled = items[np.random.default_rng(seed).permutation(len(items))]
     params: dict[str, Any] = {"ratios": list(r)}
     if cold_items is None:
@@ -179,14 +188,15 @@ def cold_start(
         cut_train = len(items) - n_cold
         cut_valid = cut_train + round(n_cold * r[1] / (r[1] + r[2]))
         params["cold_items"] = cold_items
-    codes = np.zeros(len(items), dtype=np.int8)
-    codes[cut_train:cut_valid], codes[cut_valid:] = 1, 2
-    table = pl.DataFrame({ITEM_ID: shuffled, _PART: codes})
-    labelled = frame.join(table, on=ITEM_ID, how="left", maintain_order="left")
-    if cold_items is not None:
-        warm = labelled.filter(pl.col(_PART) == 0).drop(_PART)
-        labelled = pl.concat([_per_user_ratio(warm, r, seed), labelled.filter(pl.col(_PART) != 0)])
-    return _build(ds, labelled, "cold_start", seed, params)
+    label = np.zeros(len(vocab), dtype=np.int8)
+    label[shuffled[cut_train:cut_valid]], label[shuffled[cut_valid:]] = 1, 2
+    part = label[item_idx]
+    rows = np.arange(len(part))
+    if cold_items is not None:  # the warm rows cut per user, then the cold rows as they are
+        warm, cold = np.flatnonzero(part == 0), np.flatnonzero(part != 0)
+        order, warm_part = _per_user_ratio(users[warm], r, seed)
+        rows, part = np.concatenate([warm[order], cold]), np.concatenate([warm_part, part[cold]])
+    return _build(ds, rows, part, "cold_start", seed, params)
 
 
 SPLITS: dict[str, Callable[..., Split]] = {

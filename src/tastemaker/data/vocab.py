@@ -35,6 +35,7 @@ class Vocab:
         if self._ids.n_unique() != len(self._ids):
             raise DataError(f"duplicate {kind} IDs in vocabulary", f"make {kind} IDs unique")
         self._lookup: dict[str, int] | None = None
+        self._ranks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -73,7 +74,16 @@ class Vocab:
         return np.fromiter((table[r] for r in wanted), dtype=np.int64, count=len(wanted))
 
     def encode(self, column: pl.Series) -> np.ndarray:
-        """Vectorised :meth:`index` for a whole column (used on millions of rows)."""
+        """Vectorised :meth:`index` for a whole column (used on millions of rows): a cast
+        to an Enum whose categories are this vocabulary, so each code is the index."""
+        if len(self):
+            try:
+                codes = column.cast(pl.Utf8).cast(pl.Enum(self._ids)).to_physical()
+            except pl.exceptions.InvalidOperationError:
+                pass  # an unknown ID: the join below names it
+            else:
+                if not codes.null_count():
+                    return codes.to_numpy().astype(np.int64)
         frame = pl.DataFrame({"id": column.cast(pl.Utf8)})
         table = pl.DataFrame({"id": self._ids, "idx": np.arange(len(self), dtype=np.int64)})
         joined = frame.join(table, on="id", how="left", maintain_order="left")
@@ -85,6 +95,15 @@ class Vocab:
                 f"every interaction must refer to a known {self.kind}",
             )
         return joined["idx"].to_numpy()
+
+    def lexical_ranks(self) -> np.ndarray:
+        """Per index, the rank of its ID among the IDs sorted as strings: integer codes
+        that sort rows as their IDs would (what canonical content hashes sort by)."""
+        if self._ranks is None:
+            ranks = np.empty(len(self), dtype=np.int64)
+            ranks[self._ids.arg_sort().to_numpy()] = np.arange(len(self), dtype=np.int64)
+            self._ranks = ranks
+        return self._ranks
 
     def decode(self, indices: np.ndarray | Sequence[int]) -> list[str]:
         """Raw IDs of contiguous indices."""
