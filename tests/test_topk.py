@@ -55,3 +55,21 @@ def test_nan_is_ranked_first_so_the_evaluator_sees_it() -> None:
 def test_best_positions_counts_ties_from_the_left() -> None:
     values = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 5.0]])
     assert best_positions(values, 2).tolist() == [[1, 2], [0, 4]]
+
+
+@pytest.mark.parametrize("layout", ["row slice", "column slice", "transposed"])
+def test_top_k_reads_blocks_of_any_layout(layout: str) -> None:
+    # The group maxima read the rows through a strided view: a block whose rows are
+    # longer than the catalog (a buffer's), or whose columns are not contiguous, too.
+    generator = torch.Generator().manual_seed(3)
+    n_items = GROUP * 60 + 5
+    wide = torch.randn(50, n_items + 40, generator=generator)
+    scores = {
+        "row slice": wide[10:30, :n_items],
+        "column slice": wide[:, 17 : 17 + n_items],
+        "transposed": wide[:, :n_items].T.contiguous().T,
+    }[layout]
+    assert scores.stride(0) != n_items or scores.stride(1) != 1
+    values, indices = top_k(scores, 20)
+    expected_values, expected_indices = sorted_top(scores.contiguous(), 20)
+    assert torch.equal(indices, expected_indices) and torch.equal(values, expected_values)
