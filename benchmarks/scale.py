@@ -1,7 +1,10 @@
 """Scale: tastemaker vs implicit 0.7.3 on synthetic data of 1M, 5M and 20M interactions.
 
 Run from the repository root: ``.venv/bin/python benchmarks/scale.py [--sizes 1M,5M,20M]``.
-Writes ``benchmarks/results/scale.{md,json}``.
+Writes ``benchmarks/results/scale.{md,json}`` after every step (sizes and steps not run
+keep their earlier figures). On a machine short of memory the 20M steps run one per
+process: ``--steps prepare --split-dir DIR``, then ``--steps bpr --split-dir DIR`` and
+``--steps als,evaluation --split-dir DIR`` (each loads the split ``DIR`` holds).
 
 Data (:func:`generate`, seeded): n_users x n_items with lognormal user activity
 (σ = 1) and Zipf item popularity (exponent 0.9, items in a seeded random order),
@@ -37,10 +40,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
-import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +59,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
+from scale_report import report
 from tastemaker import Catalog, Dataset, Interactions, Split
 from tastemaker.atomic import write_text
 from tastemaker.data.filters import deduplicate, k_core
@@ -62,13 +67,11 @@ from tastemaker.data.manifest import Manifest
 from tastemaker.data.splits import random_ratio
 from tastemaker.evaluation import evaluate
 from tastemaker.models import ALS, BPR
-from tastemaker.reporting.markdown import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"1M": (20_000, 10_000, 1_000_000), "5M": (100_000, 50_000, 5_000_000),
          "20M": (300_000, 200_000, 20_000_000)}  # fmt: skip
 SEED, SPLIT_SEED, EPOCHS, FACTORS, EVAL_USERS = 0, 2020, 3, 64, 10_000
-TARGETED = ("5M", "20M")  # the sizes the issue's targets name
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Measure:
     cpu_s: float
     wall_s: float
     peak_rss_gb: float
+    start_rss_gb: float | None = None  # resident when the step began (its input, libraries)
 
 
 def generate(n_users: int, n_items: int, n_rows: int, seed: int = SEED) -> pl.DataFrame:
@@ -113,16 +117,19 @@ def _peak_gb() -> float:
 
 def measured(fn: Callable[[], Any]) -> tuple[Any, Measure]:
     _reset_peak()
+    start = _peak_gb()  # the high-water mark just reset: what is resident now
     cpu, wall = time.process_time(), time.perf_counter()
     out = fn()
-    return out, Measure(time.process_time() - cpu, time.perf_counter() - wall, _peak_gb())
+    return out, Measure(time.process_time() - cpu, time.perf_counter() - wall, _peak_gb(), start)
 
 
 def prepare(frame: pl.DataFrame) -> Split:
     """Dedupe, 5-core, ratio split: the public data API end to end."""
     catalog = Catalog(pl.DataFrame({"item_id": frame["item_id"].unique().sort()}))
     ds = Dataset(catalog, Interactions(frame), Manifest(name="synthetic"))
-    return random_ratio(k_core(deduplicate(ds), 5, 5), (0.8, 0.1, 0.1), seed=SPLIT_SEED)
+    ds = deduplicate(ds)  # each step rebinds ds: the step before it is freed
+    ds = k_core(ds, 5, 5)
+    return random_ratio(ds, (0.8, 0.1, 0.1), seed=SPLIT_SEED)
 
 
 class _Clock:
@@ -205,23 +212,56 @@ def gemm_gflops(n_users: int, n_items: int) -> float:
     return 2 * rows * n_items * FACTORS / (time.process_time() - cpu) / 1e9
 
 
-def bench_size(name: str, repeats: int) -> dict[str, Any]:
-    n_users, n_items, n_rows = SIZES[name]
-    load_before = os.getloadavg()
-    frame = generate(n_users, n_items, n_rows)
-    split, prep = measured(partial(prepare, frame))
-    del frame
+STEPS = ("bpr", "als", "evaluation", "prepare")
+
+
+def bench_size(
+    name: str,
+    repeats: int,
+    steps: tuple[str, ...],
+    record: Callable[[dict[str, Any]], None],
+    previous: dict[str, Any] | None = None,
+    split_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure the ``steps`` of one size, calling ``record`` with the result after each
+    step (a long run keeps what it measured); steps not run keep ``previous``'s figures.
+
+    The prepared split is saved to ``split_dir`` (a temporary folder if None) and read
+    back with ``Split.load``, both measured; without the ``prepare`` step an existing
+    ``split_dir`` is only loaded, so each 20M step can run in a fresh process.
+    """
+    result: dict[str, Any] = dict(previous or {}, size=name)
+    result["steps"] = dict(result.get("steps", {}))
+    result["dates"] = result.get("dates") or {k: result.get("date", "?") for k in result["steps"]}
+    result["load_average"] = {"before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
-        split.save(Path(tmp) / "split")
-        split, load = measured(lambda: Split.load(Path(tmp) / "split"))
+        folder = split_dir or Path(tmp) / "split"
+        if "prepare" in steps or not folder.is_dir():
+            frame = generate(*SIZES[name])
+            split, prep = measured(partial(prepare, frame))
+            del frame
+            split.save(folder)
+            del split
+            result.update(prepare=asdict(prep), repeats=repeats, code=_code_state())
+            result["dates"]["prepare"] = _now()
+        split, load = measured(lambda: Split.load(folder))
+    counts = split.counts()
+    result.update(
+        users=counts["users"], items=counts["items"], split_load=asdict(load),
+        interactions=sum(counts[p] for p in ("train", "valid", "test")),
+    )  # fmt: skip
+    result["load_average"]["after"] = os.getloadavg()
+    record(result)
+    if not {"bpr", "als", "evaluation"} & set(steps):
+        return result
     train = split.train
     matrix = train.to_csr()
-    known = Interactions.concat([split.train, split.valid]).to_csr()
     rng = np.random.default_rng(SEED)
     test_users = np.unique(split.test.frame["user_id"].to_numpy())
     users = rng.choice(test_users, min(EVAL_USERS, len(test_users)), replace=False)
-    steps: dict[str, Any] = {}
     for kind in ("bpr", "als"):
+        if kind not in steps and not (kind == "als" and "evaluation" in steps):
+            continue
         runs: dict[str, list[Measure]] = {"tastemaker": [], "implicit": []}
         models: dict[str, Any] = {}
         for _ in range(repeats):
@@ -231,7 +271,7 @@ def bench_size(name: str, repeats: int) -> dict[str, Any]:
             runs["implicit"].append(m)
             print(name, kind, {k: asdict(v[-1]) for k, v in runs.items()}, flush=True)
         ours, theirs = models["tastemaker"], models["implicit"]
-        steps[kind] = {
+        result["steps"][kind] = {
             "runs": {k: [asdict(m) for m in v] for k, v in runs.items()},
             "ndcg@10": {
                 "tastemaker": ndcg(ours, split, users),
@@ -240,14 +280,37 @@ def bench_size(name: str, repeats: int) -> dict[str, Any]:
                 ),
             },
         }
-        if kind == "als":
-            steps["evaluation"] = bench_evaluation(ours, theirs, split, known, users)
-    return {
-        "size": name, "users": split.counts()["users"], "items": split.counts()["items"],
-        "interactions": sum(split.counts()[p] for p in ("train", "valid", "test")),
-        "prepare": asdict(prep), "split_load": asdict(load), "steps": steps,
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-    }  # fmt: skip
+        result["load_average"]["after"] = os.getloadavg()
+        result["dates"][kind], result["code"] = _now(), _code_state()
+        result["repeats"] = repeats
+        record(result)
+        if kind == "als" and "evaluation" in steps:
+            known = Interactions.concat([split.train, split.valid]).to_csr()
+            result["steps"]["evaluation"] = bench_evaluation(ours, theirs, split, known, users)
+            result["load_average"]["after"] = os.getloadavg()
+            result["dates"]["evaluation"] = _now()
+            record(result)
+        del models, ours, theirs
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _code_state() -> dict[str, str]:
+    """Which code was measured: the commit, and a hash of the files another change may
+    touch during a session (so two runs of one commit can still be told apart)."""
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+    ).stdout.strip()
+    files = ("models/bpr.py", "models/als.py", "data/splits.py", "data/dataset.py")
+    return {"commit": head or "unknown"} | {
+        f: hashlib.sha256((root / "src/tastemaker" / f).read_bytes()).hexdigest()[:12]
+        for f in files
+        if (root / "src/tastemaker" / f).is_file()
+    }
 
 
 def bench_evaluation(
@@ -269,112 +332,56 @@ def bench_evaluation(
     }  # fmt: skip
 
 
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
-
-
-def _target(size: str, ratio: float, goal: float, hard: float | None = None) -> str:
-    if size not in TARGETED:
-        return "– (no target at this size)"
-    if ratio <= goal:
-        return f"met (≤ {goal:g}x)"
-    miss = f"missed by {ratio / goal - 1:.0%}"
-    return miss + (f", within {hard:g}x" if hard is not None and ratio <= hard else "")
-
-
-def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    rows = []
-    for r in results:
-        size = r["size"]
-        for kind in ("bpr", "als"):
-            step = r["steps"][kind]
-            ours, theirs = step["runs"]["tastemaker"], step["runs"]["implicit"]
-            ratio = _median(ours, "cpu_s") / _median(theirs, "cpu_s")
-            peaks = [max(m["peak_rss_gb"] for m in runs) for runs in (ours, theirs)]
-            rows.append([
-                size, f"{kind.upper()} epoch", f"{_median(ours, 'cpu_s'):.2f}",
-                f"{_median(theirs, 'cpu_s'):.2f}", f"{ratio:.2f}x",
-                f"{_median(ours, 'wall_s'):.2f} / {_median(theirs, 'wall_s'):.2f}",
-                f"{peaks[0]:.2f} / {peaks[1]:.2f}",
-                f"{step['ndcg@10']['tastemaker']:.4f} / {step['ndcg@10']['implicit']:.4f}",
-                _target(size, ratio, 1.0, 1.5),
-            ])  # fmt: skip
-        ev = r["steps"]["evaluation"]
-        share = {k: ev[k]["gflops"] / ev["gemm_gflops"] for k in ("tastemaker", "implicit")}
-        mine = share["tastemaker"]
-        met = "met (≥ 50%)" if mine >= 0.5 else f"missed: {mine:.0%} of ≥ 50%"
-        rows.append([
-            size, f"evaluation ({ev['users']:,} users), share of a "
-            f"{ev['gemm_gflops']:.1f} GFLOP/s GEMM",
-            f"{ev['tastemaker']['cpu_s']:.2f}", f"{ev['implicit']['cpu_s']:.2f}",
-            f"{share['tastemaker']:.0%} / {share['implicit']:.0%}",
-            f"{ev['tastemaker']['wall_s']:.2f} / {ev['implicit']['wall_s']:.2f}",
-            f"{ev['tastemaker']['peak_rss_gb']:.2f} / {ev['implicit']['peak_rss_gb']:.2f}", "–",
-            met if size in TARGETED else "– (no target at this size)",
-        ])  # fmt: skip
-        prep, load = r["prepare"], r["split_load"]
-        goal = size == "20M"
-        rows.append([
-            size, "prepare (dedupe, 5-core, 8:1:1)", f"{prep['cpu_s']:.1f}", "–", "–",
-            f"{prep['wall_s']:.1f}", f"{prep['peak_rss_gb']:.2f}", "–",
-            ("met" if prep["cpu_s"] <= 60 and prep["peak_rss_gb"] <= 2.5 else
-             f"missed ({prep['cpu_s']:.0f} CPU-s of ≤ 60, {prep['peak_rss_gb']:.2f} GB of ≤ 2.5)")
-            if goal else "– (target at 20M)",
-        ])  # fmt: skip
-        rows.append([size, "Split.load", f"{load['cpu_s']:.2f}", "–", "–",
-                     f"{load['wall_s']:.2f}", f"{load['peak_rss_gb']:.2f}", "–", "–"])  # fmt: skip
-    header = ["size", "step", "tastemaker CPU-s", "implicit CPU-s", "ratio (CPU)",
-              "wall s (tm / imp)", "peak RSS GB (tm / imp)", "test NDCG@10 (tm / imp)",
-              "target"]  # fmt: skip
-    sizes = "; ".join(
-        f"{r['size']}: {r['interactions']:,} interactions, {r['users']:,} users x {r['items']:,} "
-        f"items, load average {r['load_average']['before'][0]:.1f} before / "
-        f"{r['load_average']['after'][0]:.1f} after"
-        for r in results
-    )
-    return "\n".join([
-        "# Scale: tastemaker vs implicit 0.7.3 (one thread each)", "",
-        f"Written by `benchmarks/scale.py` on {meta['date']} ({meta['machine']}; "
-        f"torch {meta['torch']}, implicit {meta['implicit']}; {meta['repeats']} alternating runs "
-        "per step, medians; seeds: data 0, split 2020, models 0). See the script's docstring "
-        "for the data generator and the protocol.", "",
-        markdown_table(header, rows), "",
-        f"Data: {sizes}.", "",
-        "Epochs are the mean of epochs 2-3 of a 3-epoch fit (CPU seconds of the process, "
-        "one thread); NDCG@10 is measured after those 3 epochs on a seeded sample of "
-        f"{EVAL_USERS:,} test users. The evaluation share is GFLOP/s of the scoring product "
-        "(2·users·items·factors per CPU second) over a plain GEMM of the same shapes.",
-    ]) + "\n"  # fmt: skip
+def _previous(out: Path) -> dict[str, dict[str, Any]]:
+    """Results of an earlier run by size, kept for the sizes and steps not rerun."""
+    try:
+        data = json.loads((out / "scale.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    meta = data.get("meta", {})
+    return {r["size"]: {"date": meta.get("date"), "repeats": meta.get("repeats"), **r}
+            for r in data.get("results", [])}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1M,5M,20M", help="comma-separated: 1M, 5M, 20M")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"of {', '.join(STEPS)}")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per step")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--split-dir", type=Path, help="keep the prepared split here (one size): later runs "
+        "without the prepare step load it, so steps can run in separate processes",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown or not sizes or args.repeats < 1:
-        parser.exit(2, f"error: --sizes takes {', '.join(SIZES)} and --repeats >= 1\n")
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    if {*sizes} - {*SIZES} or not sizes or {*steps} - {*STEPS} or not steps or args.repeats < 1:
+        parser.exit(2, f"error: --sizes takes {', '.join(SIZES)}, --steps {', '.join(STEPS)}, "
+                       "--repeats >= 1\n")  # fmt: skip
     import implicit
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
-    results = []
+    results = _previous(args.out)
+    meta = {
+        "eval_users": EVAL_USERS,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "torch": torch.__version__, "implicit": implicit.__version__,
+    }  # fmt: skip
+
+    def record(result: dict[str, Any]) -> None:
+        results[result["size"]] = result
+        ordered = [results[s] for s in SIZES if s in results]
+        write_text(
+            args.out / "scale.json", json.dumps({"meta": meta, "results": ordered}, indent=2)
+        )
+        write_text(args.out / "scale.md", report(ordered, meta))
+
     with threadpool_limits(1):
-        for size in sizes:  # written after each size, so a long run keeps what it measured
-            results.append(bench_size(size, args.repeats))
-            meta = {
-                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-                "torch": torch.__version__, "implicit": implicit.__version__,
-                "repeats": args.repeats,
-            }  # fmt: skip
-            payload = json.dumps({"meta": meta, "results": results}, indent=2)
-            write_text(args.out / "scale.json", payload)
-            write_text(args.out / "scale.md", report(results, meta))
-    print(report(results, meta))
+        for size in sizes:
+            bench_size(size, args.repeats, steps, record, results.get(size), args.split_dir)
+    print(report([results[s] for s in SIZES if s in results], meta))
 
 
 if __name__ == "__main__":
