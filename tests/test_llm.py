@@ -110,6 +110,18 @@ def test_hf_render_without_chat_template_and_source_resolution(tiny_lm, tmp_path
         render(Plain(), POSTER)
         == "System: be brief\n\nUser: a movie poster with a cat\n\nAssistant:"
     )
+
+    class Bos(Plain):  # a base model's tokenizer that starts every text with <bos> (Gemma 3)
+        bos_token, bos_token_id = "<bos>", 2
+
+        def __init__(self, adds: bool) -> None:
+            self.adds = adds
+
+        def __call__(self, text: str) -> dict[str, list[int]]:
+            return {"input_ids": [2, 7] if self.adds else [7]}
+
+    assert render(Bos(True), POSTER) == "<bos>" + render(Plain(), POSTER)
+    assert render(Bos(False), POSTER) == render(Plain(), POSTER)
     gguf = tmp_path / "model.Q4.gguf"
     gguf.write_bytes(b"GGUF")
     assert resolve_source(str(gguf), None) == (str(tmp_path.resolve()), "model.Q4.gguf")

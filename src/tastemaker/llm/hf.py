@@ -151,9 +151,19 @@ def render(tokenizer: Any, messages: list[ChatMessage]) -> str:
     turns = [m.as_dict() for m in messages]
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-    # A base model without a chat template: a plain transcript it can continue.
+    # A base model without a chat template: a plain transcript it can continue, after the
+    # start token its tokenizer would add itself (prompts are tokenized without specials;
+    # Gemma 3 without <bos> reads text it was never trained on).
     lines = [f"{t['role'].capitalize()}: {t['content']}" for t in turns]
-    return "\n\n".join([*lines, "Assistant:"])
+    return _start_token(tokenizer) + "\n\n".join([*lines, "Assistant:"])
+
+
+def _start_token(tokenizer: Any) -> str:
+    """The begin-of-text token the tokenizer puts before every text by default, else ''."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos:
+        return ""
+    return bos if tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id] else ""
 
 
 class HFChat(LLM):

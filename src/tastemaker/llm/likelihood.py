@@ -8,15 +8,21 @@ multiple choice by comparing completion likelihoods). The score of an option is
 log P(option, then end-of-text | prompt), so "dark" and "dark comedy" are told apart:
 the end token must follow the whole option. The prompt is read once; its key/value
 cache is repeated for the options, so scoring costs about one prompt's forward pass.
+Through a :class:`~tastemaker.llm.memo.MemoLLM` the scores of a conversation asked
+again (with the same options) come from memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tastemaker.errors import ConfigError
 from tastemaker.llm.base import LLM, Conversation, check_conversation
+from tastemaker.llm.memo import MemoLLM, unwrap
+
+if TYPE_CHECKING:
+    from tastemaker.llm.hf import HFChat
 
 
 def option_tokens(tokenizer: Any, options: Sequence[str]) -> list[list[int]]:
@@ -34,20 +40,36 @@ def option_log_likelihoods(
 ) -> list[list[float]]:
     """``[conversation][option]``: log P(option + end-of-text | the rendered conversation).
 
-    Only a local transformers model (backend ``hf``) exposes its token probabilities;
-    another backend is a :class:`ConfigError`.
+    Only a local transformers model (backend ``hf``, possibly behind a memo) exposes its
+    token probabilities; another backend is a :class:`ConfigError`.
     """
-    import torch
+    from tastemaker.llm.hf import HFChat
 
-    from tastemaker.llm.hf import HFChat, render
-
-    if not isinstance(llm, HFChat):
+    local = unwrap(llm)
+    if not isinstance(local, HFChat):
         raise ConfigError(
             f"scoring options needs a local model's token probabilities; {llm.name} has none",
             "use the hf backend (a local model), or generate answers instead",
         )
+    tails = option_tokens(local.load()[0], options)
+    scores = []
+    for messages in conversations:
+        check_conversation(messages)
+        if isinstance(llm, MemoLLM):
+            key = ("option_log_likelihoods", tuple(messages), tuple(options))
+            scores.append(llm.remember(key, lambda m=messages: _scores(local, m, tails)))
+        else:
+            scores.append(_scores(local, messages, tails))
+    return scores
+
+
+def _scores(llm: HFChat, messages: Conversation, tails: list[list[int]]) -> list[float]:
+    """log P(tail | prompt) of every tokenized option, reading the prompt once."""
+    import torch
+
+    from tastemaker.llm.hf import render
+
     tokenizer, model = llm.load()
-    tails = option_tokens(tokenizer, options)
     width = max(len(t) for t in tails)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(tails), width), pad, dtype=torch.long)
@@ -56,25 +78,21 @@ def option_log_likelihoods(
         ids[row, : len(tail)] = torch.tensor(tail)
         mask[row, : len(tail)] = 1
     ids, mask = ids.to(model.device), mask.to(model.device)
-    scores = []
-    for messages in conversations:
-        check_conversation(messages)
-        prompt = tokenizer(
-            render(tokenizer, list(messages)), add_special_tokens=False, return_tensors="pt"
-        )["input_ids"].to(model.device)
-        with torch.inference_mode():
-            head = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
-            cache = head.cache
-            cache.batch_repeat_interleave(len(tails))
-            full = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, prompt.shape[1]), mask], 1)
-            rest = model(input_ids=ids, attention_mask=full, cache=cache).logits
-            rest = torch.log_softmax(rest.float(), dim=-1)
-        row_scores = []
-        for row, tail in enumerate(tails):
-            total = first[tail[0]]
-            for j in range(1, len(tail)):
-                total = total + rest[row, j - 1, tail[j]]
-            row_scores.append(float(total))
-        scores.append(row_scores)
-    return scores
+    prompt = tokenizer(
+        render(tokenizer, list(messages)), add_special_tokens=False, return_tensors="pt"
+    )["input_ids"].to(model.device)
+    with torch.inference_mode():
+        head = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
+        cache = head.cache
+        cache.batch_repeat_interleave(len(tails))
+        full = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, prompt.shape[1]), mask], 1)
+        rest = model(input_ids=ids, attention_mask=full, cache=cache).logits
+        rest = torch.log_softmax(rest.float(), dim=-1)
+    row_scores = []
+    for row, tail in enumerate(tails):
+        total = first[tail[0]]
+        for j in range(1, len(tail)):
+            total = total + rest[row, j - 1, tail[j]]
+        row_scores.append(float(total))
+    return row_scores

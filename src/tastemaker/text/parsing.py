@@ -21,7 +21,7 @@ _PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|okay|ok|certainly|of course)[!,.]?\s*)?"
     r"(?:(?:here(?:'s| is)|the|my|i think|i would say|i'd say|this user would (?:give|write))\b"
     r"[^:\n]{0,60}?(?:\bis\b|:)\s*)?"
-    r"(?:(?:answer|tag|label|score|rating|explanation|output)\s*[:=-]\s*)?",
+    r"(?:(?:answer|tag|label|score|rating|explanation|output|title|summary)\s*[:=-]\s*)?",
     re.IGNORECASE,
 )
 _WRAPPERS = "\"'`*_[](){}<>“”‘’«» "

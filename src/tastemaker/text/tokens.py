@@ -31,9 +31,11 @@ class TokenCounter:
 def token_counter(llm: LLM) -> TokenCounter:
     """The counter for ``llm``: its tokenizer and context window (hf), else an estimate."""
     from tastemaker.llm.hf import HFChat, render
+    from tastemaker.llm.memo import unwrap
 
-    if isinstance(llm, HFChat):
-        tokenizer, model = llm.load()
+    local = unwrap(llm)
+    if isinstance(local, HFChat):
+        tokenizer, model = local.load()
 
         def count(messages: Sequence[ChatMessage]) -> int:
             text = render(tokenizer, list(messages))
