@@ -69,7 +69,7 @@ from tastemaker.generation.keywords import (
 from tastemaker.generation.keywords.echo import SourceVocabulary, echo_kinds
 from tastemaker.generation.keywords.parsing import keyword_key
 from tastemaker.llm import create_llm
-from tastemaker.llm.base import LLM, ChatMessage, Reply
+from tastemaker.llm.memo import MemoLLM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LIKED = 4.0
@@ -188,38 +188,6 @@ def paired(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
         "losses": int((a < b).sum()),
         "ties": int((a == b).sum()),
     }
-
-
-class MemoLLM(LLM):
-    """An LLM whose replies are remembered per (conversation, settings): extractors that
-    differ only in how they filter replies share the calls (greedy replies repeat)."""
-
-    def __init__(self, inner: LLM) -> None:
-        super().__init__(inner.config)
-        self.inner = inner
-        self.memory: dict[str, Reply] = {}
-        self.calls = 0
-
-    def _generate(
-        self,
-        conversations: list[list[ChatMessage]],
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-    ) -> list[Reply]:
-        keys = [repr((c, max_new_tokens, temperature, seed)) for c in conversations]
-        pending = {k: c for c, k in zip(conversations, keys, strict=True) if k not in self.memory}
-        if pending:
-            self.calls += len(pending)
-            replies = self.inner.replies(
-                list(pending.values()),
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                seed=seed,
-            )
-            self.memory.update(zip(pending, replies, strict=True))
-        return [self.memory[k] for k in keys]
 
 
 def extract_llm(

@@ -127,10 +127,11 @@ class PipelineComponents:
     def soft_llm(self) -> tuple[Any, Any]:
         """(tokenizer, model) of the frozen LLM the soft tokens read histories with."""
         from tastemaker.llm.hf import HFChat
+        from tastemaker.llm.memo import unwrap
 
         config = self.config.soft.llm or self.config.llm
         llm = self._llm if self._llm is not None and self._llm.config == config else None
-        llm = llm or create_llm(config)
+        llm = unwrap(llm or create_llm(config))  # a remembering wrapper reads the same model
         if not isinstance(llm, HFChat):
             raise ConfigError(
                 f"soft tokens need a local transformers LLM, not {llm.name}",
