@@ -9,6 +9,10 @@ ways: the label the model generates (``llm``) and the label it finds most likely
 before any run; everything chosen by data (fine-tuning epoch, the explanation
 default) is chosen on the valid part and reported on test. Rating compares the LLM
 (on --rating-users sampled users) with biased MF and the mean/bias baselines.
+``backbones`` measures another LLM (``--backbone NAME=MODEL``, e.g. Gemma 3 270M) beside
+the default on the cheap settings of each task and picks the default on valid
+(``personalized_text_backbones``); ``review-summary`` is a sanity task on real Amazon
+reviews (``personalized_text_reviews``).
 
     python benchmarks/personalized_text.py --data-root DIR [--tasks tagging,explanation]
 
@@ -20,7 +24,6 @@ one section can be rerun alone.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
@@ -31,12 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import data_root
-from personalized_text_models import biased_mf_run, memo_llm
+from personalized_text_backbones import backbones
+from personalized_text_finetune import finetuned
+from personalized_text_models import biased_mf_run
 from personalized_text_report import markdown
+from personalized_text_reviews import review_summary
 from tastemaker.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RETRIEVERS = ("bm25", "dense", "recency", "random")
+AMAZON = "amazon-2018-all-beauty-5core/All_Beauty_5.json"  # under the data root
 HEADLINE = ("bm25", 4)  # fixed in advance: the CLI's default retriever and k
 SECTIONS = (
     "tagging",
@@ -46,6 +53,8 @@ SECTIONS = (
     "tagging-finetune",
     "tag-generation-finetune",
     "rating",
+    "backbones",
+    "review-summary",
 )
 METRIC = {"tagging": "accuracy", "tag-generation": "rouge1", "explanation": "fmr"}
 log = logging.getLogger("personalized_text")
@@ -75,10 +84,13 @@ class Bench:
     """The sections, sharing one LLM (loaded once), one dense retriever and the results file."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        from tastemaker.llm import create_llm
+        from tastemaker.llm.memo import MemoLLM
         from tastemaker.text.retrievers import DenseRetriever
 
         self.args, self.root = args, root
-        self.llm = memo_llm(args.batch_size, args.model)
+        model = {"model": args.model} if args.model else {}
+        self.llm = MemoLLM(create_llm(batch_size=args.batch_size, **model))
         self.dense = DenseRetriever()
         self.data: dict[str, Any] = {}
         self.out: dict[str, Any] = {"sections": {}}
@@ -87,6 +99,7 @@ class Bench:
         self.ks = tuple(args.k_all if k == "all" else int(k) for k in args.ks.split(","))
         self.runs: dict[str, Any] = {}  # the last grid's runs by label, for more comparisons
         self.name, self.clock = "", (0.0, 0.0)  # the section running, its start (wall, CPU)
+        self.previous: dict[str, Any] = {}  # the results file's sections when this one began
 
     def text_data(self, name: str) -> Any:
         from tastemaker.text.sources import load_text_data
@@ -101,7 +114,7 @@ class Bench:
         return build_task(name, self.text_data(data), seed=self.args.seed, **kw)
 
     def save(self, name: str, section: dict[str, Any], start: float, cpu: float) -> None:
-        hidden = ("data_root", "work", "results")
+        hidden = ("data_root", "work", "results", "backbone", "amazon")
         settings = {k: v for k, v in vars(self.args).items() if k not in hidden}
         section |= {
             "wall_s": round(time.perf_counter() - start, 1),
@@ -153,33 +166,55 @@ class Bench:
             )
         baselines = sorted(BASELINES[name], key=lambda b: b == "profile-knn")  # kNN encodes
         for baseline in baselines[:-1]:
-            run, s = self.run(task, baseline, method=baseline)
-            self.add(section, row(baseline, run, s))
-        zero, s = self.run(task, f"{method} k=0", method=method, k=0)
-        self.add(section, row(zero.label, zero, s))
-        self.runs = {zero.label: zero}
+            if not self.reused(section, baseline):
+                run, s = self.run(task, baseline, method=baseline)
+                self.add(section, row(baseline, run, s))
+        zero_label, self.runs = f"{method} k=0", {}  # k=0 runs when a new row needs it
+
+        def zero() -> Any:
+            if zero_label not in self.runs:
+                self.runs[zero_label], s = self.run(task, zero_label, method=method, k=0)
+                if not any(r["method"] == zero_label for r in section["rows"]):
+                    self.add(section, row(zero_label, self.runs[zero_label], s))
+            return self.runs[zero_label]
+
+        if not self.reused(section, zero_label):
+            zero()
         grid = [
             (r, k) for r in retrievers or self.args.retrievers.split(",") for k in ks or self.ks
         ]
         grid.sort(key=lambda rk: rk != HEADLINE)
         for retriever, k in grid:
-            run, s = self.run(
-                task, f"{method} {retriever} {k}", method=method, retriever=retriever, k=k
-            )
-            self.runs[run.label] = run
-            label = run.label if k != self.args.k_all else f"{run.label} (all that fit)"
-            pair = {"pair": f"{label} − {zero.label}", "headline": (retriever, k) == HEADLINE,
-                    **compare(run, zero, metric, seed=self.args.seed)}  # fmt: skip
-            self.add(section, row(label, run, s), pair)
+            label = f"{method} {retriever} k={k}"
+            shown = label if k != self.args.k_all else f"{label} (all that fit)"
+            if not self.reused(section, shown, f"{shown} − {zero_label}"):
+                run, s = self.run(task, label, method=method, retriever=retriever, k=k)
+                self.runs[run.label] = run
+                pair = {"pair": f"{shown} − {zero_label}", "headline": (retriever, k) == HEADLINE,
+                        **compare(run, zero(), metric, seed=self.args.seed)}  # fmt: skip
+                self.add(section, row(shown, run, s), pair)
             if (retriever, k) == HEADLINE and after_headline is not None:
                 after_headline(task, section)
-        run, s = self.run(task, baselines[-1], method=baselines[-1])
-        self.add(section, row(baselines[-1], run, s))
+        if not self.reused(section, baselines[-1]):
+            run, s = self.run(task, baselines[-1], method=baselines[-1])
+            self.add(section, row(baselines[-1], run, s))
         return section
 
-    def add(self, section: dict[str, Any], new_row: dict[str, Any], *pairs: Any) -> None:
+    def reused(self, section: dict[str, Any], label: str, *pairs: str) -> bool:
+        """Under ``--reuse``: the row ``label`` (with its paired rows) of this section as the
+        results file holds it, added unchanged and marked with when it ran; False if absent."""
+        old = self.previous.get(self.name, {})
+        found = next((r for r in old.get("rows", []) if r["method"] == label), None)
+        matched = [p for p in old.get("paired", []) if p["pair"] in pairs]
+        if found is None or len(matched) != len(pairs):
+            return False
+        self.add(section, {**found, "reused": found.get("reused", old.get("finished"))}, *matched)
+        return True
+
+    def add(self, section: dict[str, Any], new_row: dict[str, Any] | None, *pairs: Any) -> None:
         """A row (and its paired differences) into the section, saved as partial."""
-        section["rows"].append(new_row)
+        if new_row is not None:
+            section["rows"].append(new_row)
         section["paired"].extend(pairs)
         self.save(self.name, section | {"partial": True}, *self.clock)
 
@@ -188,72 +223,17 @@ class Bench:
         from tastemaker.text.runner import compare
 
         for k in (0, HEADLINE[1]):
+            label = "llm k=0" if k == 0 else f"llm {HEADLINE[0]} k={k}"
+            if self.reused(section, label, f"{label.replace('llm', 'llm-score', 1)} − {label}"):
+                continue
             generated, s = self.run(task, f"llm {k}", method="llm", retriever=HEADLINE[0], k=k)
-            scored = self.runs[generated.label.replace("llm", "llm-score", 1)]
+            scored = self.runs.get(generated.label.replace("llm", "llm-score", 1))
+            if scored is None:  # reused: run it again for the paired interval
+                scored, _ = self.run(task, "llm-score", method="llm-score",
+                                     retriever=HEADLINE[0], k=k)  # fmt: skip
             pair = {"pair": f"{scored.label} − {generated.label}",
                     **compare(scored, generated, "accuracy", seed=self.args.seed)}  # fmt: skip
             self.add(section, row(generated.label, generated, s), pair)
-
-    def finetuned(self, name: str) -> dict[str, Any]:
-        """LoRA on a seeded sample of training pairs (bm25, k=1), vs zero-shot at the same k."""
-        from tastemaker.text.finetune import FinetuneConfig, finetune
-        from tastemaker.text.finetune_data import training_pairs, valid_pairs
-        from tastemaker.text.retrievers import create_retriever
-        from tastemaker.text.runner import compare
-
-        task, metric = self.task(name), METRIC[name]
-        method = "llm-score" if name == "tagging" else "llm"
-        k = self.args.finetune_k
-        ranker = create_retriever("bm25")
-        train = training_pairs(task, ranker, k, limit=self.args.finetune_limit, seed=self.args.seed)
-        valid = valid_pairs(task, ranker, k)
-        tokenizer, base = self.llm.load()
-        model = copy.deepcopy(base)  # peft wraps the model it gets: keep the cached one clean
-        folder = Path(self.args.work) / f"finetune-{name}"
-        config = FinetuneConfig(
-            epochs=self.args.finetune_epochs, max_length=self.args.max_length, seed=self.args.seed
-        )
-        log.info("fine-tuning %s on %d pairs, %d epochs", name, len(train), config.epochs)
-        result, train_s = timed(finetune, model, tokenizer, train, valid, folder, config)
-        del model
-        from tastemaker.llm import create_llm
-
-        tuned_llm = create_llm(
-            self.llm.config, adapter=str(result.adapter)
-        )  # the cached base model, copied, with the adapter merged in
-        zero, zs = self.run(task, "zero-shot", method=method, retriever="bm25", k=k)
-        tuned, ts = self.run(
-            task, "fine-tuned", llm=tuned_llm, method=method, retriever="bm25", k=k
-        )
-        best = result.log[result.best_epoch - 1]
-        return {
-            "task": name,
-            "metric": metric,
-            "users": task.users,
-            "notes": [
-                f"LoRA (r={config.rank}, α={config.alpha:g}, q/v projections, lr "
-                f"{config.learning_rate:g}) on {len(train)} training pairs sampled with seed "
-                f"{self.args.seed}, {config.epochs} epochs, bm25 k={k} prompts cut to "
-                f"{config.max_length} tokens; best epoch {result.best_epoch} by valid loss "
-                f"{best['valid_loss']:.3f}; training {train_s:.0f} s",
-                *[
-                    f"epoch {e['epoch']}: train loss {e['train_loss']:.3f}, valid loss "
-                    f"{e['valid_loss']:.3f}"
-                    for e in result.log
-                ],
-            ],
-            "rows": [
-                row(f"{zero.label} zero-shot", zero, zs),
-                row(f"{tuned.label} fine-tuned", tuned, ts),
-            ],
-            "paired": [
-                {
-                    "pair": "fine-tuned − zero-shot",
-                    "headline": True,
-                    **compare(tuned, zero, metric, seed=self.args.seed),
-                }
-            ],
-        }
 
     def explanation(self) -> dict[str, Any]:
         """Template vs free and grounded LLM explanations; the default chosen on valid."""
@@ -331,6 +311,8 @@ class Bench:
 
     def section(self, name: str) -> None:
         self.name, self.clock = name, (time.perf_counter(), time.process_time())
+        # --reuse: the rows as they were before this section saves its first row over them
+        self.previous = load_results(Path(self.args.results)) if self.args.reuse else {}
         if name == "tagging":
             section = self.grid(name, "llm-score", after_headline=self.decoding)
         elif name == "tagging-wide":
@@ -341,7 +323,17 @@ class Bench:
         elif name == "explanation":
             section = self.explanation()
         elif name.endswith("-finetune"):
-            section = self.finetuned(name.removesuffix("-finetune"))
+            task = name.removesuffix("-finetune")
+            section = finetuned(self, task, METRIC[task], row)
+            if self.args.finetune_k != 1:  # the planned setting is k = 1; others beside it
+                name = f"{name} k={self.args.finetune_k}"
+        elif name == "backbones":
+            if not self.args.backbone:
+                data_root.fail("the backbones section needs --backbone NAME=MODEL")
+            return backbones(self, self.args.backbone, row)
+        elif name == "review-summary":
+            amazon = self.args.amazon or self.root / AMAZON
+            return self.save(name, review_summary(self, Path(amazon)), *self.clock)
         else:
             for data in ("ml-latest-small", "ml-100k"):
                 self.save(f"rating {data}", self.rating(data), *self.clock)
@@ -351,7 +343,8 @@ class Bench:
 
 def section_order(name: str) -> int:
     """Sections in the order of :data:`SECTIONS` (rating's per data set at the end)."""
-    return SECTIONS.index(name) if name in SECTIONS else len(SECTIONS)
+    first = name.split(" ")[0].rstrip(":")
+    return SECTIONS.index(first) if first in SECTIONS else len(SECTIONS)
 
 
 def load_results(folder: Path) -> dict[str, Any]:
@@ -385,6 +378,17 @@ def main() -> None:
     parser.add_argument("--finetune-k", type=int, default=1, help="profile entries per prompt")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per training pair")
     parser.add_argument("--work", default="/tmp/personalized_text_work", help="adapter folders")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep rows the results file has; run the rest"
+    )
+    parser.add_argument("--backbone", help="backbones: the other LLM as NAME=MODEL (folder)")
+    parser.add_argument("--backbone-tasks", default="tagging,explanation,tag-generation")
+    parser.add_argument("--backbone-users", type=int, help="backbones: users sampled (not tagging)")
+    parser.add_argument(
+        "--backbone-test-only", action="store_true", help="backbones: skip valid (no choice)"
+    )
+    parser.add_argument("--amazon", help=f"review-summary: reviews (default: DATA/{AMAZON})")
+    parser.add_argument("--summary-reviews", type=int, default=60, help="review-summary sample")
     args = parser.parse_args()
     unknown = set(args.tasks.split(",")) - set(SECTIONS)
     if unknown:

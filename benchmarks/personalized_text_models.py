@@ -1,5 +1,5 @@
-"""The models ``benchmarks/personalized_text.py`` measures beside the baselines: the default
-LLM with its replies remembered, and biased MF, the rating peer (Koren et al. 2009)."""
+"""The rating peer ``benchmarks/personalized_text.py`` measures beside the LLM: biased MF
+(Koren et al. 2009)."""
 
 from __future__ import annotations
 
@@ -37,26 +37,3 @@ def biased_mf_run(task: Any, seed: int) -> Any:
     run = TextRun(task, "biased-mf", None, None, "test", test, predicted, [])
     run.metrics = score(task, test, predicted, seed=seed)
     return run
-
-
-def memo_llm(batch_size: int, model: str | None) -> Any:
-    """The default LLM, remembering its replies: greedy decoding is deterministic, so a
-    prompt sent again (``llm`` and ``llm-grounded`` explanations share every prompt) is
-    answered from memory, exactly as the model would."""
-    from tastemaker.llm.base import LLMConfig
-    from tastemaker.llm.hf import HFChat
-
-    class MemoChat(HFChat):
-        def __init__(self, config: LLMConfig) -> None:
-            super().__init__(config)
-            self.memo: dict[Any, Any] = {}
-
-        def _generate(self, conversations: list, **options: Any) -> list:
-            keys = [(tuple(c), tuple(sorted(options.items()))) for c in conversations]
-            new = [i for i, key in enumerate(keys) if key not in self.memo]
-            if new:
-                made = super()._generate([conversations[i] for i in new], **options)
-                self.memo.update({keys[i]: reply for i, reply in zip(new, made, strict=True)})
-            return [self.memo[key] for key in keys]
-
-    return MemoChat(LLMConfig(batch_size=batch_size, **({"model": model} if model else {})))

