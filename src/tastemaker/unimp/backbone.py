@@ -10,6 +10,7 @@ states attend to the visual tokens of the current pass (read from a shared
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,11 @@ class CrossAttendedLayer(nn.Module):
 
 
 def load_backbone(config: UniMPConfig, device: str, dtype: str) -> tuple[Any, Any]:
-    """(tokenizer, causal LM): a fresh, uncached copy (it is modified in place)."""
+    """(tokenizer, causal LM): a private copy (it is modified in place).
+
+    The pristine load is cached per process (de-quantizing SmolLM2's GGUF takes ~20 s),
+    so the benchmark's ablations and transfers copy it instead of reloading.
+    """
     if config.lm == TINY_LM:
         from tastemaker.generation.tiny import tiny_causal_lm
 
@@ -56,7 +61,8 @@ def load_backbone(config: UniMPConfig, device: str, dtype: str) -> tuple[Any, An
         return tokenizer, model.to(device=device, dtype=getattr(torch, dtype))
     from tastemaker.llm.hf import load_causal_lm, resolve_source
 
-    return load_causal_lm.__wrapped__(*resolve_source(config.lm, None), device, dtype)
+    tokenizer, lm = load_causal_lm(*resolve_source(config.lm, None), device, dtype)
+    return copy.deepcopy(tokenizer), copy.deepcopy(lm)
 
 
 def decoder_layers(lm: Any) -> nn.ModuleList:

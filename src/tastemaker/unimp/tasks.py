@@ -107,9 +107,15 @@ class TaskBuilder:
         return Example("select", sentence, letters[position], user, item=target, options=letters)
 
     def search(
-        self, user: str, history: History, target: str, rng: np.random.Generator
+        self,
+        user: str,
+        history: History,
+        target: str,
+        rng: np.random.Generator,
+        query: str | None = None,
     ) -> Example | None:
-        query = self.query(user, target, rng)
+        """``query``: the search phrase (None: drawn by :meth:`query`)."""
+        query = query or self.query(user, target, rng)
         if query is None:
             return None
         sentence = self._history(history).then(
