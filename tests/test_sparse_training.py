@@ -1,7 +1,9 @@
-"""Training whose step costs O(batch): BPR's hand-written gradients, row-wise Adagrad,
-the negative sampler's hash set, and what they must keep (seeded, learning)."""
+"""Training whose step costs O(batch): BPR's and VBPR's hand-written gradients, row-wise
+Adagrad, the negative sampler's hash set, and what they must keep (seeded, learning)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,11 +11,15 @@ import scipy.sparse as sp
 import torch
 
 from tastemaker import Dataset
+from tastemaker.encoders.base import ItemEmbeddings
 from tastemaker.errors import ConfigError
-from tastemaker.models import BPR
+from tastemaker.models import BPR, VBPR, Recommender
+from tastemaker.models.base import TrainingInterrupted
 from tastemaker.models.bpr import PairSampler, bpr_gradients
 from tastemaker.models.key_set import KeySet
 from tastemaker.models.row_adagrad import RowAdagrad
+from tastemaker.models.training import EpochReport
+from tastemaker.models.vbpr import vbpr_gradients
 
 from .test_train_progress import tiny_split
 
@@ -32,6 +38,67 @@ def test_bpr_gradients_equal_autograd() -> None:
     assert u.grad is not None and q.grad is not None
     torch.testing.assert_close(grad_user, u.grad)
     torch.testing.assert_close(grad_items, q.grad)
+
+
+def _toy_features(toy: Dataset) -> dict[str, ItemEmbeddings]:
+    """Text for every item, an image for half of them (the others take the missing vector)."""
+    ids = toy.interactions.items.ids
+    rng = np.random.default_rng(0)
+    image_mask = np.arange(len(ids)) % 2 == 0
+    images = rng.normal(size=(len(ids), 3)).astype(np.float32) * image_mask[:, None]
+    text = rng.normal(size=(len(ids), 5)).astype(np.float32)
+    return {
+        "text": ItemEmbeddings(ids, text, np.ones(len(ids), bool), "toy-text", "text"),
+        "image": ItemEmbeddings(ids, images, image_mask, "toy-image", "image"),
+    }
+
+
+def test_vbpr_gradients_equal_autograd(toy: Dataset) -> None:
+    model = VBPR(factors=3, content_factors=2, epochs=2, reg=0.2)
+    model.fit(toy.interactions, features=_toy_features(toy))  # trained: biases are not zero
+    net = model._network()
+    users, positives, negatives = (
+        torch.tensor([0, 1, 0]),
+        torch.tensor([1, 2, 3]),
+        torch.tensor([5, 4, 1]),
+    )
+    net.zero_grad()
+    model._loss(users, positives, negatives).backward()
+    items = torch.cat([positives, negatives])
+    loss, grads, content, grad_content = vbpr_gradients(net, users, items, 0.2)
+    for name, rows in [("user_factors", users), ("user_content", users),
+                       ("item_factors", items), ("item_bias", items)]:  # fmt: skip
+        table = getattr(net, name)
+        expected = table.grad
+        assert expected is not None
+        summed = torch.zeros_like(table).index_add_(0, rows, grads[name])  # repeats add up
+        torch.testing.assert_close(summed, expected, rtol=1e-5, atol=1e-6)
+    projection = {
+        n: p.grad.clone() for n, p in net.named_parameters() if "project" in n or "missing" in n
+    }
+    net.zero_grad()
+    content.backward(grad_content)
+    for name, param in net.named_parameters():
+        if name in projection:
+            torch.testing.assert_close(param.grad, projection[name], rtol=1e-5, atol=1e-6)
+    scores = model.score_indices(users.numpy())  # every toy item is warm: eq. 2 in full
+    rows = torch.arange(3)
+    x = scores[rows, positives] - scores[rows, negatives]
+    assert loss == pytest.approx(torch.nn.functional.softplus(-x).sum().item(), rel=1e-5)
+
+
+def test_a_vbpr_step_moves_only_the_table_rows_of_its_batch(toy: Dataset) -> None:
+    model = VBPR(factors=3, content_factors=2, epochs=1)
+    model.fit(toy.interactions, features=_toy_features(toy))
+    net = model._network()
+    before = {
+        name: getattr(net, name).detach().clone() for name in ("user_factors", "item_factors")
+    }
+    model._step(torch.tensor([0]), torch.tensor([1]), torch.tensor([5]))
+    moved_users = (net.user_factors != before["user_factors"]).any(dim=1)
+    moved_items = (net.item_factors != before["item_factors"]).any(dim=1)
+    assert moved_users.tolist() == [True, False, False]
+    assert moved_items.tolist() == [False, True, False, False, False, True]
 
 
 def test_row_adagrad_follows_its_formula_with_repeated_rows() -> None:
@@ -122,3 +189,22 @@ def test_negatives_are_never_a_users_positive() -> None:
     users, positives, negatives = sampler.epoch(torch.Generator().manual_seed(0))
     assert dense[users.numpy(), positives.numpy()].all()
     assert not dense[users.numpy(), negatives.numpy()].any()
+
+
+def test_vbpr_resumes_exactly_with_its_row_wise_optimiser(toy: Dataset, tmp_path: Path) -> None:
+    """The row accumulators are saved with the run, so a resumed run equals a whole one."""
+    features = _toy_features(toy)
+    whole = VBPR(factors=3, content_factors=2, epochs=4).fit(toy.interactions, features=features)
+
+    def stop(report: EpochReport) -> None:
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    model = VBPR(factors=3, content_factors=2, epochs=4)
+    model.on_epoch = stop
+    with pytest.raises(TrainingInterrupted):
+        model.fit(toy.interactions, features=features)
+    resumed = Recommender.load(model.save(tmp_path / "vbpr")).resume(toy.interactions)
+    torch.testing.assert_close(
+        resumed.score_indices(np.arange(3)), whole.score_indices(np.arange(3))
+    )

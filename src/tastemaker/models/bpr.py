@@ -13,6 +13,8 @@ step over both tables cost O(users + items) per batch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -86,6 +88,21 @@ class PairSampler:
         return users, self.items.index_select(0, order), self.negatives(users, generator)
 
 
+def triple_epoch(
+    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float],
+    triples: tuple[torch.Tensor, ...],
+    batch_size: int,
+) -> float:
+    """One pass of ``step`` (which returns its batch's summed loss) over (users,
+    positives, negatives) in batches; the mean loss per triple."""
+    users, positives, negatives = triples
+    total = 0.0
+    for start in range(0, len(users), batch_size):
+        batch = slice(start, start + batch_size)
+        total += step(users[batch], positives[batch], negatives[batch])
+    return total / len(users)
+
+
 def bpr_gradients(
     user: torch.Tensor, items: torch.Tensor, reg: float
 ) -> tuple[float, torch.Tensor, torch.Tensor]:
@@ -140,12 +157,7 @@ class BPR(SolvesUserVector, IterativeRecommender):
         return self._pairs.negatives(users, self.generator)
 
     def _train_epoch(self) -> float:
-        users, positives, negatives = self._pairs.epoch(self.generator)
-        total = 0.0
-        for start in range(0, len(users), self.config.batch_size):
-            batch = slice(start, start + self.config.batch_size)
-            total += self._step(users[batch], positives[batch], negatives[batch])
-        return total / len(users)
+        return triple_epoch(self._step, self._pairs.epoch(self.generator), self.config.batch_size)
 
     def _step(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> float:
         """One batch of triples; the batch's summed −log σ(x) (the L2 term is in the
