@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from tastemaker import Catalog, Dataset, Interactions
-from tastemaker.data.manifest import Manifest
+from tastemaker import Dataset
 from tastemaker.unimp.batching import encode
 from tastemaker.unimp.config import UniMPConfig
 from tastemaker.unimp.constrained import answer_scores, constrained_decode
@@ -24,26 +22,15 @@ from tastemaker.unimp.serialize import IMAGE_TOKEN, NO_SLOT
 from tastemaker.unimp.training import train
 from tastemaker.unimp.visual import VisualBank
 
+from .unimp_data import tiny_dataset
+
 N_ITEMS = 12
 
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
     """Five users with eight time-ordered ratings each over twelve movies."""
-    ids = [f"i{k}" for k in range(N_ITEMS)]
-    catalog = Catalog(
-        pl.DataFrame(
-            {
-                "item_id": ids,
-                "title": [f"movie {k}" for k in range(N_ITEMS)],
-                "genres": [["action"] if k % 2 else ["comedy"] for k in range(N_ITEMS)],
-            }
-        )
-    )
-    rows = [(f"u{u}", f"i{(3 * u + t) % N_ITEMS}", float(1 + (u + t) % 5), 10 * t)
-            for u in range(5) for t in range(8)]  # fmt: skip
-    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
-    return Dataset(catalog, Interactions(frame), Manifest(name="tiny"))
+    return tiny_dataset(N_ITEMS)
 
 
 def config(**changes: object) -> UniMPConfig:

@@ -7,12 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
-from tastemaker import Catalog, Dataset, Interactions
-from tastemaker.data.manifest import Manifest
 from tastemaker.unimp import explanation as ex
 from tastemaker.unimp.config import UniMPConfig
 from tastemaker.unimp.model import build_model
@@ -22,22 +19,7 @@ from tastemaker.unimp.search import recall_at, search_set
 from tastemaker.unimp.transfer import ITEM_TABLE, transfer
 from tastemaker.unimp.visual import VisualBank
 
-
-def tiny_dataset(n_items: int, prefix: str = "i") -> Dataset:
-    ids = [f"{prefix}{k}" for k in range(n_items)]
-    catalog = Catalog(
-        pl.DataFrame(
-            {
-                "item_id": ids,
-                "title": [f"movie {k}" for k in range(n_items)],
-                "genres": [["Action"] if k % 2 else ["Comedy"] for k in range(n_items)],
-            }
-        )
-    )
-    rows = [(f"u{u}", f"{prefix}{(3 * u + t) % n_items}", float(1 + (u + t) % 5), 10 * t)
-            for u in range(5) for t in range(8)]  # fmt: skip
-    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
-    return Dataset(catalog, Interactions(frame), Manifest(name="tiny"))
+from .unimp_data import tiny_dataset
 
 
 def config(**changes: object) -> UniMPConfig:
