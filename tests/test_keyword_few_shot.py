@@ -113,3 +113,23 @@ def test_statistical_item_keywords_keep_the_commoner_spelling():
     keywords = extractor.extract_item(describe_item(tolkien, "lotr")).keywords
     assert "tolkien" in keywords and "tolkein" not in keywords
     assert sorted(keywords) == ["Fantasy", "epic", "tolkien"]
+
+
+class BaseModelLLM(ScriptedLLM):
+    """A scripted model without a chat template, as a base model's tokenizer has none."""
+
+    @property
+    def has_chat_template(self) -> bool:
+        return False
+
+
+def test_auto_layout_is_few_shot_only_for_a_model_without_a_chat_template(catalog, ratings):  # noqa: F811
+    history = build_history(catalog, ratings, "u")
+    reply = {"Alpha": ["noir, crime, rain, night"]}
+    base = LLMKeywordExtractor(BaseModelLLM(reply), n=4)  # layout "auto", the default
+    chat = LLMKeywordExtractor(ScriptedLLM(reply), n=4)
+    assert base.config.layout == chat.config.layout == "auto"
+    assert len(base.extract_user(history).attempts[0].messages) > 2  # examples as turns
+    assert [m.role for m in chat.extract_user(history).attempts[0].messages] == ["system", "user"]
+    forced = LLMKeywordExtractor(BaseModelLLM(reply), n=4, layout="chat")
+    assert [m.role for m in forced.extract_user(history).attempts[0].messages] == ["system", "user"]

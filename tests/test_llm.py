@@ -275,3 +275,19 @@ def test_openai_errors_are_clear(server, monkeypatch):
     with pytest.raises(ConfigError, match="cannot reach the LLM server") as err:
         ask(f"http://127.0.0.1:{closed}/v1")
     assert "ollama serve" in err.value.fix
+
+
+def test_has_chat_template_tells_a_base_model_from_a_chat_model(tiny_lm, tmp_path):
+    from tastemaker.llm.memo import MemoLLM
+
+    chat = create_llm(model=str(tiny_lm))
+    assert chat.has_chat_template and MemoLLM(chat).has_chat_template
+    tokenizer, model = chat.load()
+    model.save_pretrained(tmp_path)
+    tokenizer.chat_template = None  # saved without; cached per process, so restored below
+    try:
+        tokenizer.save_pretrained(tmp_path)
+    finally:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    base = create_llm(model=str(tmp_path))
+    assert not base.has_chat_template and not MemoLLM(base).has_chat_template

@@ -156,6 +156,13 @@ class LLM(ABC):
             seed=self.config.seed if seed is None else seed,
         )
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the model was tuned to a chat format. A server applies its own; a local
+        base model (no template in its tokenizer) only continues text, so prompts for it
+        need worked examples (e.g. keywords' ``few-shot`` layout)."""
+        return True
+
     @abstractmethod
     def _generate(
         self,

@@ -181,6 +181,10 @@ class HFChat(LLM):
             )
         return load_causal_lm(*self.source, self.config.device, self.config.dtype)
 
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.load()[0].chat_template)
+
     def _generate(
         self,
         conversations: list[list[ChatMessage]],

@@ -32,6 +32,10 @@ class MemoLLM(LLM):
     def name(self) -> str:
         return self.inner.name
 
+    @property
+    def has_chat_template(self) -> bool:
+        return self.inner.has_chat_template
+
     def _generate(
         self,
         conversations: list[list[ChatMessage]],

@@ -10,6 +10,7 @@ handed to a fallback extractor (recorded in the result) or reported as an error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -71,10 +72,11 @@ class LLMExtractorConfig(BaseModel):
     retry_temperature: float = Field(
         0.7, ge=0.0, description="sampling from the second retry on (greedy before)"
     )
-    layout: Literal["chat", "few-shot"] = Field(
-        "chat",
+    layout: Literal["auto", "chat", "few-shot"] = Field(
+        "auto",
         description="few-shot: worked examples as earlier turns, for base models without a "
-        "chat template (e.g. Gemma 3 270M); their answers' keywords are not kept",
+        "chat template (e.g. Gemma 3 270M); their answers' keywords are not kept. auto: "
+        "few-shot when the model has no chat template, chat otherwise",
     )
 
     @model_validator(mode="after")
@@ -126,6 +128,14 @@ class LLMKeywordExtractor(KeywordExtractor):
         self.llm = llm
         self.fallback = fallback
         self.name = f"llm:{llm.name}"
+
+    @functools.cached_property
+    def few_shot(self) -> bool:
+        """Whether prompts carry worked examples: as configured, or under ``auto`` when the
+        model has no chat template (a base model; asking loads a local model)."""
+        if self.config.layout == "auto":
+            return not self.llm.has_chat_template
+        return self.config.layout == "few-shot"
 
     def extract_user(self, history: UserHistory) -> Keywords:
         return self.extract_users([history], progress=False)[0]
@@ -191,7 +201,7 @@ class LLMKeywordExtractor(KeywordExtractor):
 
     def _messages(self, job: _Job, firm: bool) -> list[ChatMessage]:
         template = (PREFERENCE_PROMPTS if job.kind == "user" else ITEM_PROMPTS)[job.domain]
-        if self.config.layout == "few-shot":
+        if self.few_shot:
             examples = shots(job.kind, job.domain)
             return few_shot_messages(template, examples, job.text, job.n, firm=firm)
         return template.messages(job.text, job.n, firm=firm)
@@ -236,7 +246,7 @@ class LLMKeywordExtractor(KeywordExtractor):
         """The reply's usable keywords (at most ``job.n``), and those dropped as copies of
         the prompt (titles always; listed values and names as configured; the few-shot
         examples' answers), with why."""
-        few_shot = self.config.layout == "few-shot"
+        few_shot = self.few_shot
         if few_shot:  # a base model goes on to write the next turn: the answer ends there
             answer = first_turn(text)
             truncated = truncated and answer == text.strip()
