@@ -61,5 +61,6 @@ def train_judge(
         f"judge space: seed {judge.config.seed}, "
         f"{sum(len(p) for p in judge.split.values())} items the selector did not train on, "
         f"kept epoch {judge.best_epoch} of {len(judge.log)}; written to {out} "
-        f"(evaluate-generation --judge aligned:{out})"
+        f"(evaluate-generation --judge aligned:{out})",
+        soft_wrap=True,  # a path to copy is never broken across lines
     )
