@@ -117,3 +117,17 @@ def test_the_dataset_explainer_uses_catalog_tags_and_hides_the_users_own(tmp_pat
     implicit = DatasetExplainer("toy", catalog).explain(USER, ITEM, unrated)
     assert implicit.explanation.profile == plain.explanation.profile != ()
     assert implicit.faithfulness.faithful
+
+
+def test_statistical_sentence_names_a_value_shared_by_two_fields_once() -> None:
+    from tastemaker.serve.explanations import sentence
+
+    attributes = [
+        {"field": "genres", "value": "Drama", "count": 5},
+        {"field": "tags", "value": "drama", "count": 4},
+        {"field": "tags", "value": "robot", "count": 3},
+        {"field": "genres", "value": "Comedy", "count": 2},
+        {"field": "tags", "value": "DRAMA", "count": 1},
+    ]
+    text = sentence("Love Cat", [], attributes, 13)
+    assert text == "It is Drama, robot and Comedy, like 5 of the 13 items in your history."

@@ -78,8 +78,11 @@ def sentence(
         parts.append(
             f"people who liked {listing([b['title'] for b in because])} also chose {title}"
         )
-    if attributes:
-        tags = listing([str(a["value"]) for a in attributes[:3]])
+    if attributes:  # a value in two fields (a genre that is also a tag) is said once
+        names: dict[str, str] = {}
+        for attribute in attributes:
+            names.setdefault(str(attribute["value"]).casefold(), str(attribute["value"]))
+        tags = listing(list(names.values())[:3])
         count = attributes[0]["count"]
         parts.append(f"it is {tags}, like {count} of the {n_history} items in your history")
     if not parts:
