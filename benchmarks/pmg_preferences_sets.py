@@ -244,13 +244,17 @@ def gemma_lines(g: dict[str, Any]) -> list[str]:
     s = g["settings"]
     lines = [
         "",
-        f"## Gemma 3 270M on {g['users']} of the seed-0 users",
+        f"## Gemma 3 270M on {g['users']} of the seed-0 users"
+        if s["subset"]
+        else f"## Gemma 3 270M on the {g['users']} seed-0 users",
         "",
-        f"`benchmarks/pmg_preferences.py --seed {s['seed']} --subset {s['subset']} "
+        f"`benchmarks/pmg_preferences.py --seed {s['seed']} "
+        + (f"--subset {s['subset']} " if s["subset"] else "")
         + ("--no-llm " if g["smollm2_from_seed0_run"] else "")
         + "--gemma PATH "
-        f"--max-new-tokens {s['max_new_tokens']}` (the first {g['users']} by ID of the 40 "
-        f"users above; load average {g['loadavg'][0]:.1f}). "
+        f"--max-new-tokens {s['max_new_tokens']}` ("
+        + (f"the first {g['users']} by ID of the 40 above" if s["subset"] else "the same users")
+        + f"; load average {g['loadavg'][0]:.1f}). "
         + (
             "SmolLM2's values are its per-user values in the seed-0 run above for the same "
             "users (reply cap 64, before this change's name filter); the statistical values of "
