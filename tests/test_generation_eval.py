@@ -233,8 +233,10 @@ def test_evaluate_generation_compares_the_four_methods(
     assert record.judge_z == pytest.approx(
         0.5 * math.log(record.judge_d_p) + 0.5 * math.log(record.judge_d_t)
     )
-    for r in result.records:
-        assert abs(r.judge_d_p - r.d_p) > 1e-4 and abs(r.judge_d_t - r.d_t) > 1e-4
+    # Another scorer, not a copy of the selector: its figures differ across the records
+    # (a single pair may come close by chance, so the spread is what is compared).
+    gaps = np.array([[r.judge_d_p - r.d_p, r.judge_d_t - r.d_t] for r in result.records])
+    assert np.abs(gaps).mean(axis=0).min() > 1e-3, gaps
     history = [Image.open(p).convert("RGB") for p in prepared.history_images]
     target = Image.open(prepared.item_image).convert("RGB")
     features = perceptual_features(pipe.scorer, [record.image, *history, target])
