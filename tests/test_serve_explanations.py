@@ -11,6 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from tastemaker.text.dataset_explainer import DatasetExplainer
+from tastemaker.text.sources import TextData
+from tastemaker.text.tasks import Example
 from tests.test_llm import tiny_lm  # noqa: F401 (the saved tiny Llama fixture)
 
 from .serve_data import ServeFolders, build_dataset
@@ -117,6 +119,28 @@ def test_the_dataset_explainer_uses_catalog_tags_and_hides_the_users_own(tmp_pat
     implicit = DatasetExplainer("toy", catalog).explain(USER, ITEM, unrated)
     assert implicit.explanation.profile == plain.explanation.profile != ()
     assert implicit.faithfulness.faithful
+
+
+def test_the_dataset_explainer_builds_the_pairs_example_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The explanation and its faithfulness check share one example (a request
+    filtered the user's ratings and the item's tags twice)."""
+    from tastemaker.text import dataset_explainer, explanations
+
+    calls: list[tuple[str, str]] = []
+    build = explanations.explanation_example
+
+    def counted(data: TextData, user_id: str, item_id: str) -> Example:
+        calls.append((user_id, item_id))
+        return build(data, user_id, item_id)
+
+    monkeypatch.setattr(dataset_explainer, "explanation_example", counted)
+    monkeypatch.setattr(explanations, "explanation_example", counted)
+    dataset = build_dataset(tmp_path / "posters")
+    history = dataset.interactions.frame.filter(pl.col("user_id") == USER)
+    DatasetExplainer("toy", dataset.catalog.frame).explain(USER, ITEM, history)
+    assert calls == [(USER, ITEM)]
 
 
 def test_statistical_sentence_names_a_value_shared_by_two_fields_once() -> None:

@@ -33,7 +33,7 @@ from tastemaker.text.explanations import Explanation, explain, explanation_examp
 from tastemaker.text.metrics import features_in
 from tastemaker.text.scoring import without_titles
 from tastemaker.text.sources import ItemInfo, TextData, genre_column, normalise_tag
-from tastemaker.text.tasks import LIKED
+from tastemaker.text.tasks import LIKED, Example
 
 #: The author of a catalog tag whose writer the data dropped (no real user ID is empty).
 UNKNOWN_AUTHOR = ""
@@ -144,13 +144,13 @@ class DatasetExplainer:
         """Why ``item_id`` suits ``user_id`` given their ``history``, by ``method`` (one of
         :data:`tastemaker.text.explanations.METHODS`), with its faithfulness check."""
         data = self.data(user_id, history)
-        result = explain(user_id, item_id, data, method=method, llm=llm, k=k)
-        return CheckedExplanation(result, self.check(result.text, data, user_id, item_id))
-
-    def check(self, text: str, data: TextData, user_id: str, item_id: str) -> Faithfulness:
-        """The attributes ``text`` asserts (titles are no claims) against the item's own."""
         example = explanation_example(data, user_id, item_id)
-        item = self.items[item_id]
+        result = explain(user_id, item_id, data, method=method, llm=llm, k=k, example=example)
+        return CheckedExplanation(result, self.check(result.text, example))
+
+    def check(self, text: str, example: Example) -> Faithfulness:
+        """The attributes ``text`` asserts (titles are no claims) against the item's own."""
+        item = self.items[example.item.item_id]
         asserted = features_in(without_titles(text, example), (*self.vocabulary, *self.genres))
         truth = {g.lower() for g in item.genres} | set(item.tags)
         return Faithfulness(tuple(sorted(asserted)), tuple(sorted(asserted - truth)))

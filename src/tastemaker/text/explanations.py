@@ -104,10 +104,13 @@ def explain(
     llm: LLM | None = None,
     retriever: str = "bm25",
     k: int = 4,
+    example: Example | None = None,
 ) -> Explanation:
     """An explanation of recommending ``item_id`` to ``user_id``; ``method`` one of
-    :data:`METHODS`."""
-    example = explanation_example(data, user_id, item_id)
+    :data:`METHODS`. ``example`` is :func:`explanation_example`'s for this pair, when
+    the caller has built it already."""
+    if example is None:
+        example = explanation_example(data, user_id, item_id)
     if method == "template":
         used = tuple(shared_liked(example))
         return Explanation(user_id, item_id, template_explanation(example), "template", None, used)
