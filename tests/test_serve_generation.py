@@ -219,12 +219,14 @@ def test_only_the_newest_finished_jobs_stay_in_memory_the_rest_come_from_disk(
     assert [j["job_id"] for j in jobs.jobs()] == [old]
     newer = run(jobs, user_id="u2", item_id="m5", dry_run=True)["job_id"]
     assert [j["job_id"] for j in jobs.jobs()] == [newer]  # the older one left memory ...
+    free = watch_lock_during_reads(jobs)
     stored = jobs.get(old)  # ... and is answered from its job.json
     assert stored["status"] == "done" and stored["result"] == finished["job"]["result"]
     assert jobs.image_path(old, 0).is_file()
     jobs.choose(old, 0)  # the pick test before this one chose 1
     on_disk = json.loads((folder / "generations" / old / "job.json").read_text())
     assert on_disk["choice"]["index"] == 0
+    assert free and all(free)  # the disk reads held no lock: other requests went on
     with pytest.raises(UnknownJob, match="no generation job"):
         jobs.get(f"../{old}")
     jobs.shutdown(5)
@@ -233,6 +235,28 @@ def test_only_the_newest_finished_jobs_stay_in_memory_the_rest_come_from_disk(
     assert again.get(old)["choice"]["index"] == 0
     again.shutdown(5)
     assert {p.name for p in (folder / "generations").iterdir()} == {old, newer}  # none deleted
+
+
+def watch_lock_during_reads(jobs: JobManager) -> list[bool]:
+    """Whether another thread could take the manager's lock during each read of a
+    stored job (one entry per read)."""
+    free: list[bool] = []
+    read = jobs._stored
+
+    def probe() -> None:
+        taken = jobs._cond.acquire(blocking=False)
+        if taken:
+            jobs._cond.release()
+        free.append(taken)
+
+    def watched(job_id: str) -> dict:
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return read(job_id)
+
+    jobs._stored = watched
+    return free
 
 
 class Gate:

@@ -141,8 +141,10 @@ class JobManager:
     def get(self, job_id: str) -> dict[str, Any]:
         """A job's record, as its ``job.json`` holds it (from disk once out of memory)."""
         with self._cond:
-            job = self._jobs.get(job_id) or self._stored(job_id)
-            return json.loads(json.dumps(job))
+            job = self._jobs.get(job_id)
+            if job is not None:
+                return json.loads(json.dumps(job))
+        return self._stored(job_id)  # finished, so nothing changes it but a pick
 
     def _stored(self, job_id: str) -> dict[str, Any]:
         """A job no longer held in memory, read from its folder; 404 when there is none."""
@@ -158,7 +160,10 @@ class JobManager:
 
     def image_path(self, job_id: str, index: int) -> Path:
         """The PNG of candidate ``index`` of a finished job (never a path from the request)."""
-        job = self.get(job_id)
+        return self._image_of(self.get(job_id), index)
+
+    def _image_of(self, job: dict[str, Any], index: int) -> Path:
+        job_id = job["job_id"]
         candidates = (job["result"] or {}).get("candidates", [])
         if not 0 <= index < len(candidates) or candidates[index]["file"] is None:
             raise UnknownJob(
@@ -169,9 +174,10 @@ class JobManager:
 
     def choose(self, job_id: str, index: int) -> dict[str, Any]:
         """Record the user's pick among a finished job's candidates."""
-        self.image_path(job_id, index)
+        found = self.get(job_id)  # a stored job is read outside the lock
+        self._image_of(found, index)
         with self._cond:
-            job = self._jobs.get(job_id) or self._stored(job_id)
+            job = self._jobs.get(job_id) or found
             job["choice"] = {"index": index, "at": time.time()}
             self._save(job)
             return json.loads(json.dumps(job))
