@@ -295,15 +295,30 @@ def merged(earlier: Any, new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write(results: dict[str, Any], load: float) -> str:
+def invocations(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per invocation that wrote a part of the page: the page is the merge
+    of several (the load test and each sweep pass can run on their own)."""
+    lines = []
+    for run in runs:
+        load = run.get("load_average_1m")
+        at_start = "not recorded" if load is None else f"{load:.2f}"
+        lines.append(
+            f"- {run['date']}: `{run['command']}` ({', '.join(run['parts'])}; "
+            f"{run['total_s'] / 60:.1f} min; 1-minute load average at start {at_start})"
+        )
+    return lines
+
+
+def write(results: dict[str, Any]) -> str:
     from tastemaker.atomic import write_text
 
     header = [
         "# Serving: recommendation latency under load, exact vs ANN retrieval",
         "",
-        f"{results['date']}; {platform.platform()}, {os.cpu_count()} CPUs, python "
-        f"{platform.python_version()}; 1-minute load average at start {load:.2f}. "
-        f"Command: `{results['command']}` ({results['total_s'] / 60:.1f} min).",
+        f"{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}. "
+        "Written by these invocations of the benchmark, oldest first:",
+        "",
+        *invocations(results["runs"]),
         "",
     ]
     body = load_markdown(results["load"]) if results.get("load") else []
@@ -353,13 +368,14 @@ def main() -> None:
     began = time.perf_counter()
     previous = RESULTS / "serving.json"
     results = json.loads(previous.read_text()) if previous.exists() else {}
-    rendering_only = args.skip_load and args.skip_sweep  # keeps the runs' date and command
-    if not rendering_only:
-        results.update(
-            date=datetime.now(UTC).isoformat(timespec="seconds"),
-            command=data_root.command_line(["benchmarks/serving.py", *sys.argv[1:]], root),
-            load_average_1m=load,
-        )
+    skipped = {"load": args.skip_load, "sweep": args.skip_sweep}
+    parts = [name for name, skip in skipped.items() if not skip]
+    run = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": data_root.command_line(["benchmarks/serving.py", *sys.argv[1:]], root),
+        "load_average_1m": load,
+        "parts": parts,
+    }
     if not args.skip_load:
         epochs = dict(pair.split("=") for pair in args.epochs.split(","))
         with tempfile.TemporaryDirectory(prefix="tastemaker-serving-") as scratch:
@@ -378,9 +394,10 @@ def main() -> None:
         # Read again: a sweep of one pass may have been written meanwhile by another run.
         latest = json.loads(previous.read_text()) if previous.exists() else {}
         results["sweep"] = merged(latest.get("sweep"), new)
-    if not rendering_only:
-        results["total_s"] = time.perf_counter() - began
-    print(write(results, results.get("load_average_1m", load)))
+    if parts:  # rendering only (both parts skipped) keeps the record as it is
+        run["total_s"] = time.perf_counter() - began
+        results["runs"] = [*results.get("runs", []), run]
+    print(write(results))
 
 
 if __name__ == "__main__":
