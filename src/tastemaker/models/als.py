@@ -8,8 +8,9 @@ solve costs only the user's interactions (Hu, Koren & Volinsky, "Collaborative
 Filtering for Implicit Feedback Datasets", ICDM 2008, eq. 4). The systems are
 solved by a few steps of conjugate gradient started from the current factors
 (Takács, Pilászy & Tikk, "Applications of the conjugate gradient method for
-implicit feedback collaborative filtering", RecSys 2011), for all users at once.
-An epoch is a user sweep then an item sweep.
+implicit feedback collaborative filtering", RecSys 2011), for a block of users at a
+time whose items' factors stay in cache (:mod:`.row_blocks`). An epoch is a user
+sweep then an item sweep.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.config import TrainableConfig
 from tastemaker.models.fold_in import SolvesUserVector, UserSystem
-from tastemaker.models.lightgcn import csr_tensor
 from tastemaker.models.registry import register
+from tastemaker.models.row_blocks import BLOCK_FLOATS, RowBlock, row_blocks
 from tastemaker.models.training import IterativeRecommender
 
 
@@ -56,43 +57,64 @@ def _with_values(pattern: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 
 def solve_rows(
-    factors: torch.Tensor, other: torch.Tensor, increments: torch.Tensor, reg: float, steps: int
+    factors: torch.Tensor, other: torch.Tensor, blocks: list[RowBlock], reg: float, steps: int
 ) -> float:
     """Update ``factors`` in place by ``steps`` of CG on every row's normal equations;
     the objective after the update.
 
-    ``increments`` is the rows x others CSR tensor of c − 1 = α·r; ``other`` is
-    fixed. All rows are solved at once: a CG step is one sampled dense product
-    (y_i·v_u at the stored cells) and one sparse x dense product, so memory is
-    O(interactions + rows x factors). The first residual takes one of each
+    ``blocks`` cut the rows x others matrix of c − 1 = α·r into row blocks (:mod:`.row_blocks`);
+    ``other`` is fixed. The objective Σ_ui c_ui(p_ui − s_ui)² + λ(‖X‖² + ‖Y‖²) is the
+    sum of the blocks' shares and λ‖Y‖².
+    """
+    gram = other.T @ other + reg * torch.eye(other.shape[1])
+    objective = reg * float(other.square().double().sum())
+    table = other.numpy()  # NumPy's take gathers rows ~1.7x faster than index_select
+    for block in blocks:
+        rows = factors[block.start : block.stop]  # a view: solved in place
+        gathered = torch.from_numpy(table.take(block.columns, axis=0))
+        objective += _solve_block(rows, gathered, block.cells, gram, steps)
+    return objective
+
+
+def _solve_block(
+    rows: torch.Tensor,
+    other: torch.Tensor,
+    increments: torch.Tensor,
+    gram: torch.Tensor,
+    steps: int,
+) -> float:
+    """CG on the rows of one block, ``other`` holding the block's columns' factors and
+    ``gram`` = YᵀY + λI of all of them; the rows' share of the objective after the update.
+
+    A CG step is one sampled dense product (y_i·v_u at the stored cells) and one
+    sparse x dense product. The first residual takes one of each
     (b − Ax = Σ_i (1 + w_i(1 − s_i)) y_i − x(YᵀY + λI), s the current scores), and
     the last step none of the sparse x dense kind: its curvature pᵀAp needs only
     the scores of p, and its residual is not used. Per pass over the interactions
     that is as many as implicit's CG makes (one per step plus the first residual).
 
-    The objective Σ_ui c_ui(p_ui − s_ui)² + λ(‖X‖² + ‖Y‖²) is known from the
-    scores at the start (Σ over all cells of s² is tr(XᵀX YᵀY)), and each step
-    lowers it by 2α pᵀr − α² pᵀAp per row, so it costs no pass of its own.
+    The rows' share of the objective is known from the scores at the start (Σ over
+    all of a row's cells of s² is x YᵀY xᵀ), and each step lowers it by
+    2α pᵀr − α² pᵀAp per row, so it costs no pass of its own.
     """
-    gram = other.T @ other + reg * torch.eye(other.shape[1])
     weights = increments.values()
-    ones = torch.ones(increments.shape[1], 1)
 
     def scores_at_cells(v: torch.Tensor) -> torch.Tensor:
         return torch.sparse.sampled_addmm(increments, v, other.T, beta=0.0).values()
 
     def row_sums(cells: torch.Tensor) -> torch.Tensor:
         """Σ over each row's stored cells of ``cells``."""
-        return (_with_values(increments, cells) @ ones).view(-1)
+        return (_with_values(increments, cells) @ torch.ones(other.shape[0], 1)).view(-1)
 
-    scores = scores_at_cells(factors)
-    objective = (
-        float(((1 + weights) * (1 - scores).square() - scores.square()).double().sum())
-        + float(((factors.T @ factors) * (other.T @ other)).double().sum())
-        + reg * float(factors.square().double().sum() + other.square().double().sum())
-    )
-    targets = 1 + weights * (1 - scores)
-    residual = _with_values(increments, targets) @ other - factors @ gram
+    gaps = 1 - scores_at_cells(rows)  # p − s at the stored cells
+    weighted = weights * gaps
+    rows_gram = rows @ gram
+    # x(YᵀY + λI)xᵀ holds s² over all the row's cells and λ‖x‖²; a stored cell adds
+    # c(1 − s)² − s² = 2(1 − s) − 1 + w(1 − s)².
+    objective = float((rows_gram * rows).sum()) + float(torch.dot(weighted, gaps))
+    objective += 2 * float(gaps.sum()) - gaps.numel()
+    targets = weighted.add_(1)  # c·p − w·s = 1 + w(1 − s)
+    residual = _with_values(increments, targets) @ other - rows_gram
     direction = residual.clone()
     norm = residual.square().sum(dim=1)
     for step_number in range(steps):
@@ -108,7 +130,7 @@ def solve_rows(
         step = torch.where(curvature > 0, norm / curvature, 0.0)
         along = (direction * residual).sum(dim=1)
         objective -= float((2 * step * along - step.square() * curvature).double().sum())
-        factors.addcmul_(step[:, None], direction)
+        rows.addcmul_(step[:, None], direction)
         if last:
             break
         residual.addcmul_(step[:, None], moved, value=-1)
@@ -136,18 +158,13 @@ class ALS(SolvesUserVector, IterativeRecommender):
     def _prepare(self, train: Interactions) -> None:
         if self.seen is None:
             raise self.not_fitted_error()
-        # The sweeps run on users and items ordered by activity, busiest first: the
-        # rows that most interactions gather then share cache lines and pages (the
-        # sparse products run ~1.5x faster at 5M interactions, Zipf-like items).
-        by_degree = [np.argsort(-self.seen.getnnz(axis=a), kind="stable") for a in (1, 0)]
-        self._orders = tuple(torch.from_numpy(order) for order in by_degree)
-        ordered = self.seen[by_degree[0]][:, by_degree[1]].tocsr()
-        ordered.sort_indices()
         # Binary r: c − 1 = α at every interaction (kept as stored cells even when α = 0).
-        self._by_user, self._by_item = (
-            _with_values(cells, cells.values() * self.config.alpha)
-            for cells in (csr_tensor(ordered), csr_tensor(ordered.T.tocsr()))
-        )
+        increments = self.seen.astype(np.float32, copy=True)
+        increments.data[:] = self.config.alpha
+        cells = max(1, BLOCK_FLOATS // self.config.factors)
+        self._by_user = row_blocks(increments, cells)
+        self._by_item = row_blocks(increments.T.tocsr(), cells)
+        self._n_cells = increments.nnz
         n_users, n_items = self.seen.shape
         k = self.config.factors
         # Small random factors, as in implicit; the first user sweep fits users to them.
@@ -157,15 +174,10 @@ class ALS(SolvesUserVector, IterativeRecommender):
     def _train_epoch(self) -> float:
         """One user and one item sweep; the objective per training interaction."""
         self._gram = None  # the item factors are about to change
-        user_order, item_order = self._orders
-        users = self.user_factors.index_select(0, user_order)  # in the sweeps' order
-        items = self.item_factors.index_select(0, item_order)
         reg, steps = self.config.reg, self.config.cg_steps
-        solve_rows(users, items, self._by_user, reg, steps)
-        objective = solve_rows(items, users, self._by_item, reg, steps)
-        self.user_factors.index_copy_(0, user_order, users)  # in place: the live tensors
-        self.item_factors.index_copy_(0, item_order, items)
-        return objective / self._by_user.values().numel()
+        solve_rows(self.user_factors, self.item_factors, self._by_user, reg, steps)
+        objective = solve_rows(self.item_factors, self.user_factors, self._by_item, reg, steps)
+        return objective / self._n_cells
 
     def _score_indices(self, user_idx: np.ndarray, context: Interactions | None) -> torch.Tensor:
         return self.user_factors[torch.from_numpy(user_idx)] @ self.item_factors.T
