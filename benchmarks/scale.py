@@ -23,7 +23,12 @@ Per size, with torch and implicit on one thread each (``threadpoolctl``,
   α = 3, 3 CG steps on both sides).
 - Accuracy after those 3 epochs (test NDCG@10 on a seeded sample of users, train and
   valid masked, the same evaluator for both), so that a faster epoch that learns less
-  shows.
+  shows. For BPR also accuracy against time: validation NDCG@10 (train masked; a
+  seeded sample of validation users) after every epoch, off the clock, against the
+  CPU seconds since ``fit`` began. ``--bpr-set reg=3e-4`` (repeatable) adds a tastemaker
+  fit with those settings beside the defaults: the data have no user-item structure
+  (popularity ranking is the best any model can do), which rewards a weaker L2 than
+  real data do.
 - Evaluation: ``tastemaker.evaluation.evaluate`` of the ALS model on the test part of
   a seeded sample of users, as GFLOP/s of its scoring product (2·users·items·factors
   per second of CPU time) and as a share of a plain GEMM of the same shapes measured
@@ -39,7 +44,6 @@ are reported beside wall seconds.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -48,7 +52,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -59,12 +63,14 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
+from scale_clock import EpochClock, Measure, measured, peak_gb, reset_peak
 from scale_report import report
 from tastemaker import Catalog, Dataset, Interactions, Split
 from tastemaker.atomic import write_text
 from tastemaker.data.filters import deduplicate, k_core
 from tastemaker.data.manifest import Manifest
 from tastemaker.data.splits import random_ratio
+from tastemaker.errors import ConfigError
 from tastemaker.evaluation import evaluate
 from tastemaker.models import ALS, BPR
 
@@ -72,14 +78,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"1M": (20_000, 10_000, 1_000_000), "5M": (100_000, 50_000, 5_000_000),
          "20M": (300_000, 200_000, 20_000_000)}  # fmt: skip
 SEED, SPLIT_SEED, EPOCHS, FACTORS, EVAL_USERS = 0, 2020, 3, 64, 10_000
-
-
-@dataclass
-class Measure:
-    cpu_s: float
-    wall_s: float
-    peak_rss_gb: float
-    start_rss_gb: float | None = None  # resident when the step began (its input, libraries)
+VALID_USERS = 5_000  # BPR's accuracy after each epoch: validation users, seeded (SEED + 1)
 
 
 def generate(n_users: int, n_items: int, n_rows: int, seed: int = SEED) -> pl.DataFrame:
@@ -98,31 +97,6 @@ def generate(n_users: int, n_items: int, n_rows: int, seed: int = SEED) -> pl.Da
     })  # fmt: skip
 
 
-def _reset_peak() -> None:
-    with contextlib.suppress(OSError):  # not Linux: the peak is the process's so far
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def _peak_gb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def measured(fn: Callable[[], Any]) -> tuple[Any, Measure]:
-    _reset_peak()
-    start = _peak_gb()  # the high-water mark just reset: what is resident now
-    cpu, wall = time.process_time(), time.perf_counter()
-    out = fn()
-    return out, Measure(time.process_time() - cpu, time.perf_counter() - wall, _peak_gb(), start)
-
-
 def prepare(frame: pl.DataFrame) -> Split:
     """Dedupe, 5-core, ratio split: the public data API end to end."""
     catalog = Catalog(pl.DataFrame({"item_id": frame["item_id"].unique().sort()}))
@@ -132,33 +106,23 @@ def prepare(frame: pl.DataFrame) -> Split:
     return random_ratio(ds, (0.8, 0.1, 0.1), seed=SPLIT_SEED)
 
 
-class _Clock:
-    """Process and wall time at each epoch end, from a toolkit's per-epoch callback."""
-
-    def __init__(self) -> None:
-        self.marks: list[tuple[float, float]] = []
-
-    def __call__(self, *_: Any) -> None:
-        self.marks.append((time.process_time(), time.perf_counter()))
-
-    def per_epoch(self) -> tuple[float, float]:
-        """Mean (CPU s, wall s) of the epochs after the first."""
-        (c0, w0), (c1, w1) = self.marks[0], self.marks[-1]
-        n = len(self.marks) - 1
-        return (c1 - c0) / n, (w1 - w0) / n
+Probe = Callable[[Any], float]  # a score of a model as it stands (after an epoch)
 
 
-def run_ours(kind: str, train: Interactions) -> tuple[Any, Measure]:
-    clock = _Clock()
-    model = (BPR if kind == "bpr" else ALS)(factors=FACTORS, epochs=EPOCHS, seed=SEED)
-    model.on_epoch = clock
-    _reset_peak()
+def run_ours(
+    kind: str, train: Interactions, probe: Probe | None = None, **params: Any
+) -> tuple[Any, EpochClock]:
+    model = (BPR if kind == "bpr" else ALS)(factors=FACTORS, epochs=EPOCHS, seed=SEED, **params)
+    model.on_epoch = clock = EpochClock(None if probe is None else lambda: probe(model))
+    reset_peak()
+    clock.start()
     model.fit(train)
-    cpu, wall = clock.per_epoch()
-    return model, Measure(cpu, wall, _peak_gb())
+    return model, clock
 
 
-def run_implicit(kind: str, matrix: sp.csr_matrix) -> tuple[Any, Measure]:
+def run_implicit(
+    kind: str, matrix: sp.csr_matrix, probe: Probe | None = None
+) -> tuple[Any, EpochClock]:
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
@@ -170,11 +134,17 @@ def run_implicit(kind: str, matrix: sp.csr_matrix) -> tuple[Any, Measure]:
             **common, regularization=30.0, alpha=3.0, calculate_training_loss=False
         )
     )
-    clock = _Clock()
-    _reset_peak()
+    scorer = FactorScorer.of  # the factors as they stand (implicit updates them in place)
+    clock = EpochClock(None if probe is None else lambda: probe(scorer(model)))
+    reset_peak()
+    clock.start()
     model.fit(matrix, show_progress=False, callback=clock)
+    return model, clock
+
+
+def epoch_measure(clock: EpochClock) -> Measure:
     cpu, wall = clock.per_epoch()
-    return model, Measure(cpu, wall, _peak_gb())
+    return Measure(cpu, wall, peak_gb())
 
 
 class FactorScorer:
@@ -184,6 +154,10 @@ class FactorScorer:
 
     def __init__(self, users: np.ndarray, items: np.ndarray) -> None:
         self.users, self.items = torch.from_numpy(users), torch.from_numpy(items)
+
+    @classmethod
+    def of(cls, model: Any) -> FactorScorer:
+        return cls(model.user_factors, model.item_factors)
 
     def score_indices(
         self, user_idx: np.ndarray, context: Interactions | None = None
@@ -195,9 +169,11 @@ def sampled(part: Interactions, users: np.ndarray) -> Interactions:
     return part.with_frame(part.frame.filter(pl.col("user_id").is_in(pl.Series(users).implode())))
 
 
-def ndcg(scorer: Any, split: Split, users: np.ndarray) -> float:
-    test = sampled(split.test, users)
-    return float(evaluate(scorer, test, exclude=[split.train, split.valid], ks=(10,))["ndcg@10"])
+def ndcg(scorer: Any, split: Split, users: np.ndarray, part: str = "test") -> float:
+    """NDCG@10 on ``part`` (test: train and valid masked; valid: train masked)."""
+    known = [split.train, split.valid] if part == "test" else [split.train]
+    target = sampled(split.test if part == "test" else split.valid, users)
+    return float(evaluate(scorer, target, exclude=known, ks=(10,))["ndcg@10"])
 
 
 def gemm_gflops(n_users: int, n_items: int) -> float:
@@ -222,9 +198,12 @@ def bench_size(
     record: Callable[[dict[str, Any]], None],
     previous: dict[str, Any] | None = None,
     split_dir: Path | None = None,
+    bpr_variants: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Measure the ``steps`` of one size, calling ``record`` with the result after each
     step (a long run keeps what it measured); steps not run keep ``previous``'s figures.
+    ``bpr_variants``: also fit tastemaker's BPR with each of these settings ("k=v,k=v")
+    for the accuracy rows.
 
     The prepared split is saved to ``split_dir`` (a temporary folder if None) and read
     back with ``Split.load``, both measured; without the ``prepare`` step an existing
@@ -259,25 +238,35 @@ def bench_size(
     rng = np.random.default_rng(SEED)
     test_users = np.unique(split.test.frame["user_id"].to_numpy())
     users = rng.choice(test_users, min(EVAL_USERS, len(test_users)), replace=False)
+    valid_users = np.unique(split.valid.frame["user_id"].to_numpy())
+    valid_users = np.random.default_rng(SEED + 1).choice(
+        valid_users, min(VALID_USERS, len(valid_users)), replace=False
+    )
     for kind in ("bpr", "als"):
         if kind not in steps and not (kind == "als" and "evaluation" in steps):
             continue
-        runs: dict[str, list[Measure]] = {"tastemaker": [], "implicit": []}
+        fits = {"tastemaker": partial(run_ours, kind, train),
+                "implicit": partial(run_implicit, kind, matrix)}  # fmt: skip
+        for spec in bpr_variants if kind == "bpr" else ():
+            fits[f"tastemaker, {spec}"] = partial(run_ours, kind, train, **settings(spec))
+        runs: dict[str, list[Measure]] = {k: [] for k in fits}
+        curves: dict[str, list[list[dict[str, float]]]] = {k: [] for k in fits}
         models: dict[str, Any] = {}
+        probe = partial(ndcg, split=split, users=valid_users, part="valid")
         for _ in range(repeats):
-            models["tastemaker"], m = run_ours(kind, train)
-            runs["tastemaker"].append(m)
-            models["implicit"], m = run_implicit(kind, matrix)
-            runs["implicit"].append(m)
+            for toolkit, fit in fits.items():
+                models.pop(toolkit, None)  # its last fit is not resident in this one's peak
+                models[toolkit], clock = fit(probe if kind == "bpr" else None)
+                runs[toolkit].append(epoch_measure(clock))
+                curves[toolkit].append(clock.curve())
             print(name, kind, {k: asdict(v[-1]) for k, v in runs.items()}, flush=True)
         ours, theirs = models["tastemaker"], models["implicit"]
         result["steps"][kind] = {
             "runs": {k: [asdict(m) for m in v] for k, v in runs.items()},
+            **({"curves": curves} if kind == "bpr" else {}),
             "ndcg@10": {
-                "tastemaker": ndcg(ours, split, users),
-                "implicit": ndcg(
-                    FactorScorer(theirs.user_factors, theirs.item_factors), split, users
-                ),
+                k: ndcg(FactorScorer.of(m) if k == "implicit" else m, split, users)
+                for k, m in models.items()
             },
         }
         result["load_average"]["after"] = os.getloadavg()
@@ -292,6 +281,14 @@ def bench_size(
             record(result)
         del models, ours, theirs
     return result
+
+
+def settings(spec: str) -> dict[str, str]:
+    """``"reg=3e-4,negative_candidates=2"`` as keyword arguments (the config parses them)."""
+    pairs = [item.split("=", 1) for item in spec.split(",") if item.strip()]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"'{spec}' is not K=V[,K=V]")
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def _now() -> str:
@@ -353,19 +350,29 @@ def main() -> None:
         "--split-dir", type=Path, help="keep the prepared split here (one size): later runs "
         "without the prepare step load it, so steps can run in separate processes",
     )  # fmt: skip
+    parser.add_argument(
+        "--bpr-set", action="append", default=[], metavar="K=V[,K=V]", help="also fit "
+        "tastemaker's BPR with these settings (accuracy rows; repeat for more fits)",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     if {*sizes} - {*SIZES} or not sizes or {*steps} - {*STEPS} or not steps or args.repeats < 1:
         parser.exit(2, f"error: --sizes takes {', '.join(SIZES)}, --steps {', '.join(STEPS)}, "
                        "--repeats >= 1\n")  # fmt: skip
+    try:
+        for spec in args.bpr_set:
+            BPR(**settings(spec))
+    except (ConfigError, ValueError) as exc:
+        parser.exit(2, f"error: --bpr-set: {exc}\n")
     import implicit
+    import torch._dynamo  # torch.optim imports it on first use: an import, not training
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     results = _previous(args.out)
     meta = {
-        "eval_users": EVAL_USERS,
+        "eval_users": EVAL_USERS, "valid_users": VALID_USERS,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__, "implicit": implicit.__version__,
     }  # fmt: skip
@@ -380,7 +387,10 @@ def main() -> None:
 
     with threadpool_limits(1):
         for size in sizes:
-            bench_size(size, args.repeats, steps, record, results.get(size), args.split_dir)
+            bench_size(
+                size, args.repeats, steps, record, results.get(size), args.split_dir,
+                tuple(args.bpr_set),
+            )  # fmt: skip
     print(report([results[s] for s in SIZES if s in results], meta))
 
 
