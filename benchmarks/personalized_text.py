@@ -35,7 +35,7 @@ from typing import Any
 
 import data_root
 from personalized_text_backbones import backbones
-from personalized_text_finetune import finetuned
+from personalized_text_finetune import add_finetune_arguments, finetuned
 from personalized_text_models import biased_mf_run
 from personalized_text_report import markdown
 from personalized_text_reviews import review_summary
@@ -324,9 +324,9 @@ class Bench:
             section = self.explanation()
         elif name.endswith("-finetune"):
             task = name.removesuffix("-finetune")
-            section = finetuned(self, task, METRIC[task], row)
             if self.args.finetune_k != 1:  # the planned setting is k = 1; others beside it
-                name = f"{name} k={self.args.finetune_k}"
+                self.name = name = f"{name} k={self.args.finetune_k}"
+            section = finetuned(self, task, METRIC[task], row)
         elif name == "backbones":
             if not self.args.backbone:
                 data_root.fail("the backbones section needs --backbone NAME=MODEL")
@@ -373,11 +373,7 @@ def main() -> None:
         "--wide-last", type=int, default=3, help="tagging-wide: last records tested per user"
     )
     parser.add_argument("--rating-users", type=int, default=40, help="users for LLM rating rows")
-    parser.add_argument("--finetune-limit", type=int, default=64, help="training pairs sampled")
-    parser.add_argument("--finetune-epochs", type=int, default=2)
-    parser.add_argument("--finetune-k", type=int, default=1, help="profile entries per prompt")
-    parser.add_argument("--max-length", type=int, default=256, help="tokens per training pair")
-    parser.add_argument("--work", default="/tmp/personalized_text_work", help="adapter folders")
+    add_finetune_arguments(parser)
     parser.add_argument(
         "--reuse", action="store_true", help="keep rows the results file has; run the rest"
     )

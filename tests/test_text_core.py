@@ -218,6 +218,15 @@ def test_rouge_matches_the_library_and_takes_the_best_gold():
     assert m.exact_match(["funny"], None) == 0.0
 
 
+def test_copying_a_past_tag_is_an_exact_match_with_any_earlier_tag():
+    past = ["Dark Comedy, twist ending", "space", ""]  # each record's tags, joined by ", "
+    assert m.copies_profile(past, "twist  Ending") == 1.0  # normalised, the 2nd tag of a record
+    assert m.copies_profile(past, "dark comedy, twist ending") == 0.0  # a whole record is no tag
+    assert m.copies_profile(past, "comedy") == 0.0
+    assert m.copies_profile(past, "") == 0.0 and m.copies_profile(past, None) == 0.0
+    assert m.copies_profile([], "space") == 0.0
+
+
 def test_peter_feature_measures_by_hand():
     vocabulary = ["funny", "dark comedy", "comedy", "space"]
     named = [m.features_in(t, vocabulary) for t in ["A funny dark comedy.", "Space!", "nothing"]]

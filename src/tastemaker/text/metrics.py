@@ -5,7 +5,7 @@
   outside the set matches no label and is wrong; a label that is neither gold nor
   predicted adds an F1 of 0 to the average. Written by hand, no sklearn.
 * ROUGE-1 / ROUGE-L F-measure via ``rouge-score`` (the best over the gold tags), and
-  exact match after normalisation.
+  exact match after normalisation (also against the user's earlier tags: copying).
 * MAE, RMSE.
 * Explanations, after PETER (Li, Zhang, Chen, "Personalized Transformer for
   Explainable Recommendation", ACL 2021, §5.2): FMR (feature matching ratio, the
@@ -70,6 +70,13 @@ def exact_match(gold: Sequence[str], predicted: str | None) -> float:
     return float(
         predicted is not None and normalise_tag(predicted) in {normalise_tag(g) for g in gold}
     )
+
+
+def copies_profile(profile_outputs: Sequence[str], predicted: str | None) -> float:
+    """1 when ``predicted`` is (after normalisation) a tag the user wrote before: each of
+    ``profile_outputs`` is a past record's output, its tags joined by ", ". Tells a win that
+    copies the user's tags from one that writes new ones."""
+    return exact_match([t for o in profile_outputs for t in o.split(", ") if t], predicted)
 
 
 def mae(gold: Sequence[float], predicted: Sequence[float]) -> float:
