@@ -83,3 +83,12 @@ def test_a_forged_file_hash_does_not_pass_changed_rows(saved: tuple[Split, Path]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"valid\.parquet does not match the hash"):
         Split.load(folder)
+
+
+def test_an_item_removed_from_the_catalog_is_named_on_load(saved: tuple[Split, Path]) -> None:
+    split, folder = saved
+    gone = split.train.frame["item_id"][0]
+    items = pl.read_parquet(folder / "items.parquet")
+    items.filter(pl.col("item_id") != gone).write_parquet(folder / "items.parquet")
+    with pytest.raises(DataError, match=rf"train rows? with an item missing .*\b{gone}\b"):
+        Split.load(folder)

@@ -14,6 +14,7 @@ import polars as pl
 from tastemaker.data.catalog import Catalog
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.interactions import RATING, TIMESTAMP, Interactions
+from tastemaker.data.row_chunks import counts, key_order
 from tastemaker.errors import DataError
 
 
@@ -26,18 +27,21 @@ def _checked(
     **params: object,
 ) -> Dataset:
     """Record ``step`` keeping the ``rows`` where True (None: all); with ``prune`` drop
-    catalog items no interaction refers to any more. Integer work only: the kept rows
-    carry their indices, the catalog is cut by a mask."""
-    interactions = ds.interactions if rows is None else ds.interactions.subset(rows)
-    if len(interactions) == 0:
+    catalog items no kept interaction refers to. Integer work only: the kept rows carry
+    their indices (one subset, item indices and all), the catalog is cut by a mask."""
+    interactions = ds.interactions
+    kept = len(interactions) if rows is None else int(np.count_nonzero(rows))
+    if kept == 0:
         raise DataError(f"{step} left no interactions in '{ds.manifest.name}'", fix)
-    manifest = ds.manifest.with_step(step, len(interactions), **params)
+    manifest = ds.manifest.with_step(step, kept, **params)
     catalog = None
     if prune:
-        used = np.bincount(interactions.indices()[1], minlength=len(ds.catalog)) > 0
+        used = counts(interactions.indices()[1], len(ds.catalog), rows) > 0
         if not used.all():
             catalog = Catalog(ds.catalog.frame.filter(pl.Series(used)))
-            interactions = interactions.subset(np.ones(len(interactions), bool), catalog.vocab)
+    if rows is not None or catalog is not None:
+        keep = np.ones(len(interactions), bool) if rows is None else rows
+        interactions = interactions.subset(keep, None if catalog is None else catalog.vocab)
     return ds.derived(interactions, catalog, manifest)
 
 
@@ -57,10 +61,15 @@ def implicit(ds: Dataset, threshold: float | None) -> Dataset:
     )
 
 
-def pair_keys(interactions: Interactions) -> np.ndarray:
-    """One int64 per row naming its (user, item) pair: integer work instead of string work."""
+def pair_keys(interactions: Interactions, rows: np.ndarray | None = None) -> np.ndarray:
+    """One int64 per row (or per row at positions ``rows``) naming its (user, item)
+    pair: integer work instead of string work."""
     users, items = interactions.indices()
-    return users * len(interactions.items) + items
+    if rows is not None:
+        users, items = users[rows], items[rows]
+    keys = users * len(interactions.items)
+    keys += items
+    return keys
 
 
 def deduplicate(ds: Dataset, keep: Literal["first", "last"] = "last") -> Dataset:
@@ -72,26 +81,28 @@ def deduplicate(ds: Dataset, keep: Literal["first", "last"] = "last") -> Dataset
     """
     if keep not in ("first", "last"):
         raise DataError(f"unknown duplicate policy '{keep}'", "use 'first' or 'last'")
-    keys = pair_keys(ds.interactions)
-    order = np.argsort(keys)
-    ordered = keys[order]
-    same = ordered[1:] == ordered[:-1]
-    del ordered
-    repeated = np.zeros(len(keys), dtype=bool)
-    repeated[order[1:][same]] = repeated[order[:-1][same]] = True
-    del order, same
-    wanted = None
-    if repeated.any():
-        rows = np.flatnonzero(repeated)
-        times = ds.interactions.column(TIMESTAMP).gather(rows)
-        late, missing = times.fill_null(0).to_numpy(), times.is_null().to_numpy()
-        ranked = rows[np.lexsort((rows, late, missing, keys[rows]))]  # pair, time, row
-        pair = keys[ranked]
-        edge = pair[1:] != pair[:-1]
-        chosen = np.concatenate([[True], edge]) if keep == "first" else np.append(edge, True)
-        wanted = ~repeated
-        wanted[ranked[chosen]] = True
+    repeated = key_order(pair_keys(ds.interactions))[1]
+    wanted = _first_or_last(ds.interactions, repeated, keep) if repeated.any() else None
+    del repeated  # not kept while the rows are taken
     return _checked(ds, wanted, "deduplicate", "check the input data", keep=keep)
+
+
+def _first_or_last(
+    interactions: Interactions, repeated: np.ndarray, keep: Literal["first", "last"]
+) -> np.ndarray:
+    """The rows to keep: all but the ``repeated`` ones, and of those one per pair, the
+    ``keep`` one in time (a missing time counts as latest; ties in row order)."""
+    rows = np.flatnonzero(repeated)
+    keys = pair_keys(interactions, rows)
+    times = interactions.column(TIMESTAMP).gather(rows)
+    late, missing = times.fill_null(0).to_numpy(), times.is_null().to_numpy()
+    ranked = np.lexsort((rows, late, missing, keys))  # pair, time, row
+    pair = keys[ranked]
+    edge = pair[1:] != pair[:-1]
+    chosen = np.concatenate([[True], edge]) if keep == "first" else np.append(edge, True)
+    wanted = ~repeated
+    wanted[rows[ranked[chosen]]] = True
+    return wanted
 
 
 def k_core(ds: Dataset, min_user: int = 5, min_item: int = 5) -> Dataset:
@@ -108,8 +119,8 @@ def k_core(ds: Dataset, min_user: int = 5, min_item: int = 5) -> Dataset:
     rounds = 0
     while True:
         rounds += 1
-        user_counts = np.bincount(users[alive], minlength=len(interactions.users))
-        item_counts = np.bincount(items[alive], minlength=len(interactions.items))
+        user_counts = counts(users, len(interactions.users), alive)
+        item_counts = counts(items, len(interactions.items), alive)
         # Per user and item first, then one boolean per row: no row-length count arrays.
         kept = alive & (user_counts >= min_user)[users] & (item_counts >= min_item)[items]
         if np.array_equal(kept, alive):

@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from tastemaker.data.row_hash import HASH_ROWS, hash_rows, lexical_codes
+from tastemaker.data.row_chunks import CHUNK_ROWS, ROW, map_in_place, positions
+from tastemaker.data.row_hash import canonical_order, hash_rows, lexical_codes
 from tastemaker.data.vocab import Vocab
 from tastemaker.errors import DataError
 from tastemaker.reporting.values import plural
@@ -69,7 +70,7 @@ def typed_frame(frame: pl.DataFrame) -> pl.DataFrame:
 def invalid_rows(frame: pl.DataFrame) -> pl.Series:
     """True for each row of a :func:`typed_frame` whose rating or timestamp is NaN or
     infinite: such a value passes every filter and poisons every mean downstream."""
-    mask = pl.Series("invalid", [False] * frame.height, dtype=pl.Boolean)
+    mask = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True).alias("invalid")
     for name in (RATING, TIMESTAMP):
         if frame[name].dtype.is_float():
             mask = mask | (~frame[name].is_finite()).fill_null(False)
@@ -189,13 +190,13 @@ class Interactions:
         IDs are a subset of this one's in the same order (a pruned catalog's), replaces
         the item vocabulary: every kept row's item must be in it.
         """
-        users, item_idx = (index[keep] for index in self.indices())
+        users, item_idx = (index[keep] for index in self.indices())  # copies: mapped in place
         active = np.zeros(len(self.users), dtype=bool)
         active[users] = True
         vocab_users = self.users
         if not active.all():
-            vocab_users = Vocab(self.users.decode(np.flatnonzero(active)), kind="user")
-            users = (np.cumsum(active) - 1)[users]
+            vocab_users = Vocab(self.users.at(np.flatnonzero(active)), kind="user")
+            map_in_place(users, np.cumsum(active) - 1)
         vocab_items = self.items
         if items is not None and items is not self.items:
             known = np.zeros(len(self.items), dtype=bool)
@@ -205,9 +206,9 @@ class Interactions:
                     "some kept interactions are on items outside the new item vocabulary",
                     "keep the items of every kept interaction",
                 )
-            vocab_items, item_idx = items, (np.cumsum(known) - 1)[item_idx]
-        rows = np.flatnonzero(keep)
-        return self._taken(rows, vocab_users, vocab_items, (users, item_idx))
+            vocab_items = items
+            map_in_place(item_idx, np.cumsum(known) - 1)
+        return self._taken(keep, vocab_users, vocab_items, (users, item_idx))
 
     def take(self, rows: np.ndarray) -> Interactions:
         """The rows at positions ``rows``, in that order, on the same vocabularies;
@@ -228,7 +229,7 @@ class Interactions:
         if users is self.users:
             return self
         mapped = _remap(user_idx, used, ids, users)
-        return self._taken(np.arange(len(user_idx)), users, self.items, (mapped, item_idx))
+        return self._taken(None, users, self.items, (mapped, item_idx))
 
     def on_items(self, items: Vocab) -> Interactions:
         """The same rows on another item vocabulary (a catalog's), which must hold each
@@ -237,16 +238,26 @@ class Interactions:
             return self
         user_idx, item_idx = self.indices()
         mapped = _remap(item_idx, *_used(item_idx, self.items), items)
-        return self._taken(np.arange(len(user_idx)), self.users, items, (user_idx, mapped))
+        return self._taken(None, self.users, items, (user_idx, mapped))
 
     def _taken(
-        self, rows: np.ndarray, users: Vocab, items: Vocab, indices: tuple[np.ndarray, ...]
+        self,
+        rows: np.ndarray | None,
+        users: Vocab,
+        items: Vocab,
+        indices: tuple[np.ndarray, ...],
     ) -> Interactions:
+        """Rows of these at positions ``rows``, or where ``rows`` (a boolean mask) is
+        True, or all of them (None), with their ``indices`` already made."""
         taken = object.__new__(Interactions)
-        if self._source is not None:  # rows of rows: gather from the source table once
+        if rows is None:  # the same rows: share their source, or their frame
+            shared = self._source is not None
+            taken._frame, taken._source = (None, self._source) if shared else (self.frame, None)
+        elif self._source is not None:  # rows of rows: gather from the source table once
             taken._frame, taken._source = None, (self._source[0], self._source[1][rows])
         else:  # as Polars' row indices (32 bits): half the memory, no conversion
-            taken._frame, taken._source = None, (self.frame, rows.astype(np.uint32, copy=False))
+            kept = positions(rows) if rows.dtype == bool else rows.astype(ROW, copy=False)
+            taken._frame, taken._source = None, (self.frame, kept)
         taken._parts, taken.users, taken.items = (), users, items
         taken._indices = (indices[0], indices[1])
         return taken
@@ -319,13 +330,18 @@ class Interactions:
         """:func:`content_hash` of the rows, sorted by the vocabularies' lexical ranks of
         the indices (no string sorting, no second validation); lazy rows are gathered
         from their source a slice at a time, never as a whole table."""
+        order = canonical_order(self._lexical_pairs, lambda: self.column(TIMESTAMP))
+        return hash_rows(self._rows_at, order)
+
+    def _lexical_pairs(self) -> np.ndarray:
+        """Per row one integer for its (user, item) pair that sorts as the IDs do."""
         users, items = self.indices()
         pairs = self.users.lexical_ranks()[users]
         pairs *= len(self.items)
         ranks = self.items.lexical_ranks()
-        for start in range(0, len(pairs), HASH_ROWS):  # no second full-length array
-            pairs[start : start + HASH_ROWS] += ranks[items[start : start + HASH_ROWS]]
-        return hash_rows(self._rows_at, lambda: self.column(TIMESTAMP), pairs)
+        for start in range(0, len(pairs), CHUNK_ROWS):  # no second full-length array
+            pairs[start : start + CHUNK_ROWS] += ranks[items[start : start + CHUNK_ROWS]]
+        return pairs
 
     def _rows_at(self, positions: np.ndarray) -> pl.DataFrame:
         if self._frame is None and self._source is not None:
@@ -336,7 +352,7 @@ class Interactions:
 def _used(index: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, pl.Series]:
     """Which entries of ``vocab`` the rows' ``index`` uses (a mask), and their IDs."""
     used = np.bincount(index, minlength=len(vocab)) > 0
-    return used, pl.Series(vocab.decode(np.flatnonzero(used)), dtype=pl.Utf8)
+    return used, vocab.at(np.flatnonzero(used))
 
 
 def _remap(index: np.ndarray, used: np.ndarray, ids: pl.Series, vocab: Vocab) -> np.ndarray:
@@ -363,7 +379,12 @@ def content_hash(frame: pl.DataFrame) -> str:
     (time only where a pair repeats), and hashed as CSV text a slice at a time.
     """
     frame = normalise_frame(frame)
-    users = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
-    items = lexical_codes(frame[ITEM_ID]).to_numpy().astype(np.int64)
-    pairs = users * (items.max(initial=0) + 1) + items
-    return hash_rows(frame.__getitem__, lambda: frame[TIMESTAMP], pairs)
+
+    def pairs() -> np.ndarray:
+        codes = lexical_codes(frame[USER_ID]).to_numpy().astype(np.int64)
+        items = lexical_codes(frame[ITEM_ID]).to_numpy()
+        codes *= int(items.max(initial=0)) + 1
+        codes += items
+        return codes
+
+    return hash_rows(frame.__getitem__, canonical_order(pairs, lambda: frame[TIMESTAMP]))

@@ -15,8 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-#: Rows written to CSV text at once while hashing (bounded memory on 20M-row parts).
-HASH_ROWS = 1 << 20
+from tastemaker.data.row_chunks import CHUNK_ROWS, key_order
 
 
 def lexical_codes(column: pl.Series) -> pl.Series:
@@ -27,37 +26,36 @@ def lexical_codes(column: pl.Series) -> pl.Series:
     return column.cast(pl.Enum(distinct)).to_physical()
 
 
-def hash_rows(
-    rows_at: Callable[[np.ndarray], pl.DataFrame],
-    times: Callable[[], pl.Series],
-    pairs: np.ndarray,
-) -> str:
-    """The content hash of interaction rows, given per row one integer for its (user,
-    item) pair that sorts as the pair of IDs does; ``rows_at`` gives the rows at some
-    positions, ``times`` the timestamp column."""
-    n = len(pairs)
-    # Any sort will do while pairs are distinct; where one repeats, the stable lexsort
-    # below orders it by time, then by row.
-    order = np.argsort(pairs)
-    repeats = _has_repeats(pairs, order)
-    if repeats:
-        time = times()
-        order = np.lexsort((time.fill_null(0).to_numpy(), time.is_null().to_numpy(), pairs))
-    del pairs
-    # CSV text, not a Polars hash: it must not change with the library version. Written a
-    # slice of rows at a time, so no copy of the whole table is ever made.
-    digest = hashlib.sha256()
-    for start in range(0, max(n, 1), HASH_ROWS):
-        piece = rows_at(order[start : start + HASH_ROWS])
-        digest.update(piece.write_csv(include_header=start == 0).encode())
-    return digest.hexdigest()
+def canonical_order(pairs: Callable[[], np.ndarray], times: Callable[[], pl.Series]) -> np.ndarray:
+    """Row positions in the hash's order, given ``pairs`` making per row one integer for
+    its (user, item) pair that sorts as the pair of IDs does, and ``times`` the
+    timestamp column (read only where a pair repeats)."""
+    order, repeated = key_order(pairs())  # pairs, then time where a pair repeats, then row
+    if not repeated.any():
+        return order
+    del order, repeated
+    keys, time = pairs(), times()
+    return np.lexsort((time.fill_null(0).to_numpy(), time.is_null().to_numpy(), keys))
 
 
-def _has_repeats(pairs: np.ndarray, order: np.ndarray) -> bool:
-    """Whether two rows share a pair: neighbours in the sorted ``order``, compared a
-    slice at a time (overlapping by one), so no second sorted copy is made."""
-    for start in range(0, len(order) - 1, HASH_ROWS):
-        run = pairs[order[start : start + HASH_ROWS + 1]]
-        if (run[1:] == run[:-1]).any():
-            return True
-    return False
+def hash_rows(rows_at: Callable[[np.ndarray], pl.DataFrame], order: np.ndarray) -> str:
+    """The content hash of the rows at positions ``order`` (:func:`canonical_order`),
+    ``rows_at`` giving the rows at some positions."""
+    # CSV text, not a Polars hash: it must not change with the library version. Gathered
+    # a slice of rows at a time and streamed into the digest: no copy of the whole
+    # table, nor of a slice's text, is ever made.
+    sink = _Digest()
+    for start in range(0, max(len(order), 1), CHUNK_ROWS):
+        rows_at(order[start : start + CHUNK_ROWS]).write_csv(sink, include_header=start == 0)
+    return sink.sha.hexdigest()
+
+
+class _Digest:
+    """A binary file for Polars' CSV writer that hashes what is written to it."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return len(data)

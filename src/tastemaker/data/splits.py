@@ -22,11 +22,10 @@ import numpy as np
 
 from tastemaker.data.dataset import PARTS, Dataset, Split, split_info
 from tastemaker.data.interactions import TIMESTAMP
+from tastemaker.data.row_chunks import CHUNK_ROWS, ROW, positions
 from tastemaker.errors import ConfigError, DataError
 
 Ratios = tuple[float, float, float]
-#: Row positions as Polars indexes rows (32 bits while a table has under 2^32 rows).
-_ROW = np.uint32
 
 
 def _check_ratios(ratios: Sequence[float]) -> Ratios:
@@ -39,19 +38,23 @@ def _check_ratios(ratios: Sequence[float]) -> Ratios:
     return (ratios[0] / total, ratios[1] / total, ratios[2] / total)
 
 
+def _grouped(rows: np.ndarray, part: np.ndarray) -> list[np.ndarray]:
+    """The positions ``rows`` of each part, in their order, by ``part`` (0/1/2 for
+    train/valid/test): made before :func:`_build`, so that the full-length ``rows`` and
+    ``part`` are not kept while the parts are taken and hashed."""
+    return [rows[part == code] for code in range(len(PARTS))]
+
+
 def _build(
-    ds: Dataset,
-    rows: np.ndarray,
-    part: np.ndarray,
-    kind: str,
-    seed: int | None,
-    params: dict[str, Any],
+    ds: Dataset, groups: list[np.ndarray], kind: str, seed: int | None, params: dict[str, Any]
 ) -> Split:
-    """A recorded :class:`Split` of ``ds``'s interactions at positions ``rows``, in that
-    order, labelled by ``part`` (0/1/2 for train/valid/test). Integer work: each part
-    is gathered from the source rows once, its indices carried over."""
+    """A recorded :class:`Split` of ``ds``'s interactions, each part the rows at the
+    positions of its group (:func:`_grouped`), in that order. Integer work: each part
+    is gathered from the source rows once, its indices carried over. ``groups`` is
+    emptied once the parts are taken, so the positions are freed before the hashing."""
     interactions = ds.interactions.on_users()  # the vocabulary Split.load rebuilds
-    parts = {name: interactions.take(rows[part == code]) for code, name in enumerate(PARTS)}
+    parts = {name: interactions.take(rows) for name, rows in zip(PARTS, groups, strict=True)}
+    groups.clear()
     if len(parts["train"]) == 0 or len(parts["test"]) == 0:
         raise DataError(
             f"the {kind} split of '{ds.manifest.name}' has an empty "
@@ -74,18 +77,23 @@ def _require_time(ds: Dataset, kind: str) -> None:
 def _time_order(ds: Dataset) -> np.ndarray:
     """Row positions in time order; ties keep input order, so the split is deterministic."""
     times = ds.interactions.column(TIMESTAMP).to_numpy()
-    return np.argsort(times, kind="stable").astype(_ROW, copy=False)
+    return np.argsort(times, kind="stable").astype(ROW, copy=False)
 
 
 def leave_one_out(ds: Dataset) -> Split:
     _require_time(ds, "leave-one-out")
+    return _build(ds, _last_two(ds), "loo", None, {})
+
+
+def _last_two(ds: Dataset) -> list[np.ndarray]:
+    """Leave-one-out's parts: each user's last row tests, the second last validates."""
     order = _time_order(ds)
     users = ds.interactions.indices()[0][order]
     pos, counts = user_ranks(users)
     n = counts[users]
     back = n - pos  # 1 for a user's last interaction, 2 for the second last
     part = np.where((back == 1) & (n >= 2), 2, np.where((back == 2) & (n >= 3), 1, 0))
-    return _build(ds, order, part.astype(np.int8), "loo", None, {})
+    return _grouped(order, part)
 
 
 def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> Split:
@@ -96,18 +104,31 @@ def random_ratio(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: i
     given one row while train keeps more than one.
     """
     r = _check_ratios(ratios)
-    order, part = _per_user_ratio(ds.interactions.indices()[0], r, seed)
-    return _build(ds, order, part, "ratio", seed, {"ratios": list(r)})
+    groups = _grouped(*_per_user_ratio(ds.interactions.indices()[0], r, seed))
+    return _build(ds, groups, "ratio", seed, {"ratios": list(r)})
 
 
 def user_ranks(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of integer user codes its position among its user's rows (in row order,
-    int32), and per user code its number of rows; a stable integer sort, no strings."""
+    int32), and per user code its number of rows; no strings.
+
+    A slice of rows at a time: each slice is grouped by a stable integer sort and its
+    positions offset by the rows each user had in the slices before, so the temporaries
+    are one slice long.
+    """
     counts = np.bincount(users)
-    grouped = _stable_order(users)
-    starts = (np.cumsum(counts) - counts).astype(np.int32)
+    seen = np.zeros(len(counts), dtype=np.int32)  # rows per user in the slices so far
     pos = np.empty(len(users), dtype=np.int32)
-    pos[grouped] = np.arange(len(users), dtype=np.int32) - starts[users[grouped]]
+    for start in range(0, len(users), CHUNK_ROWS):
+        block = users[start : start + CHUNK_ROWS]
+        grouped = _stable_order(block)
+        ordered = block[grouped]
+        heads = np.flatnonzero(np.append(True, ordered[1:] != ordered[:-1]))
+        runs = np.diff(np.append(heads, len(block)))  # one run of rows per user
+        first = ordered[heads]
+        ranks = np.arange(len(block), dtype=np.int32) - np.repeat(heads, runs).astype(np.int32)
+        pos[start + grouped] = ranks + np.repeat(seen[first], runs)
+        seen[first] += runs.astype(np.int32)
     return pos, counts
 
 
@@ -124,8 +145,13 @@ def _stable_order(codes: np.ndarray) -> np.ndarray:
 def _per_user_ratio(users: np.ndarray, r: Ratios, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded shuffle of the rows of integer user codes ``users``, and each shuffled
     row's part (0/1/2) when each user's rows are cut by ``r`` (part sizes per user)."""
-    order = np.random.default_rng(seed).permutation(len(users)).astype(_ROW, copy=False)
-    shuffled = users[order].astype(np.int32 if len(users) < 1 << 31 else np.int64)
+    # The rng's permutation, shuffled in place in 32 bits (permutation(n) shuffles an
+    # int64 arange by the same draws), and the users gathered a slice at a time.
+    order = np.arange(len(users), dtype=ROW if len(users) < 1 << 32 else np.int64)
+    np.random.default_rng(seed).shuffle(order)
+    shuffled = np.empty(len(users), dtype=np.int32 if len(users) < 1 << 31 else np.int64)
+    for start in range(0, len(users), CHUNK_ROWS):
+        shuffled[start : start + CHUNK_ROWS] = users[order[start : start + CHUNK_ROWS]]
     pos, n = user_ranks(shuffled)
     valid = np.floor(r[1] * n).astype(np.int64)
     test = np.floor(r[2] * n).astype(np.int64)
@@ -134,8 +160,9 @@ def _per_user_ratio(users: np.ndarray, r: Ratios, seed: int) -> tuple[np.ndarray
         bump = (train > 1) & (share * n > 0) & (share * n < 1)
         count += bump
         train -= bump
-    part = (pos >= train[shuffled]).astype(np.int8)
-    part += pos >= (train + valid)[shuffled]
+    cuts = train.astype(pos.dtype), (train + valid).astype(pos.dtype)  # 32 bits per row
+    part = (pos >= cuts[0][shuffled]).astype(np.int8)
+    part += pos >= cuts[1][shuffled]
     return order, part
 
 
@@ -146,9 +173,9 @@ def temporal(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> Split:
     order = _time_order(ds)
     n = len(order)
     cut_train, cut_valid = round(r[0] * n), round((r[0] + r[1]) * n)
-    pos = np.arange(n)
-    part = np.where(pos < cut_train, 0, np.where(pos < cut_valid, 1, 2)).astype(np.int8)
-    return _build(ds, order, part, "temporal", None, {"ratios": list(r)})
+    groups = [order[:cut_train], order[cut_train:cut_valid], order[cut_valid:]]
+    del order  # held by the groups only, which _build empties
+    return _build(ds, groups, "temporal", None, {"ratios": list(r)})
 
 
 def cold_start(
@@ -165,7 +192,7 @@ def cold_start(
     random by ``ratios``, as in :func:`random_ratio`.
     """
     r = _check_ratios(ratios)
-    users, item_idx = ds.interactions.indices()
+    item_idx = ds.interactions.indices()[1]
     vocab = ds.interactions.items
     active = np.flatnonzero(np.bincount(item_idx, minlength=len(vocab)))
     items = active[np.argsort(vocab.lexical_ranks()[active])]  # as their IDs sort
@@ -190,13 +217,22 @@ def cold_start(
         params["cold_items"] = cold_items
     label = np.zeros(len(vocab), dtype=np.int8)
     label[shuffled[cut_train:cut_valid]], label[shuffled[cut_valid:]] = 1, 2
+    groups = _item_groups(ds, label, r, seed, per_user=cold_items is not None)
+    return _build(ds, groups, "cold_start", seed, params)
+
+
+def _item_groups(
+    ds: Dataset, label: np.ndarray, r: Ratios, seed: int, per_user: bool
+) -> list[np.ndarray]:
+    """Each row in its item's part (``label``, per item); with ``per_user`` the warm
+    rows (label 0) are cut per user as in :func:`random_ratio`, the cold ones follow."""
+    users, item_idx = ds.interactions.indices()
     part = label[item_idx]
-    rows = np.arange(len(part))
-    if cold_items is not None:  # the warm rows cut per user, then the cold rows as they are
-        warm, cold = np.flatnonzero(part == 0), np.flatnonzero(part != 0)
-        order, warm_part = _per_user_ratio(users[warm], r, seed)
-        rows, part = np.concatenate([warm[order], cold]), np.concatenate([warm_part, part[cold]])
-    return _build(ds, rows, part, "cold_start", seed, params)
+    if not per_user:
+        return [positions(part == code) for code in range(len(PARTS))]
+    warm, cold = np.flatnonzero(part == 0), np.flatnonzero(part != 0)
+    order, warm_part = _per_user_ratio(users[warm], r, seed)
+    return _grouped(np.concatenate([warm[order], cold]), np.concatenate([warm_part, part[cold]]))
 
 
 SPLITS: dict[str, Callable[..., Split]] = {

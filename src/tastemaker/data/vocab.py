@@ -31,7 +31,10 @@ class Vocab:
 
     def __init__(self, ids: Iterable[str], kind: str = "item") -> None:
         self.kind = kind
-        self._ids = pl.Series("id", id_list(ids, "ids"), dtype=pl.Utf8)
+        if isinstance(ids, pl.Series) and ids.dtype == pl.Utf8 and not ids.null_count():
+            self._ids = ids.rename("id")  # already strings: no round trip through Python
+        else:
+            self._ids = pl.Series("id", id_list(ids, "ids"), dtype=pl.Utf8)
         if self._ids.n_unique() != len(self._ids):
             raise DataError(f"duplicate {kind} IDs in vocabulary", f"make {kind} IDs unique")
         self._lookup: dict[str, int] | None = None
@@ -107,4 +110,8 @@ class Vocab:
 
     def decode(self, indices: np.ndarray | Sequence[int]) -> list[str]:
         """Raw IDs of contiguous indices."""
-        return self._ids.gather(np.asarray(indices, dtype=np.int64)).to_list()
+        return self.at(indices).to_list()
+
+    def at(self, indices: np.ndarray | Sequence[int]) -> pl.Series:
+        """Raw IDs of contiguous indices as a string Series (no Python strings made)."""
+        return self._ids.gather(np.asarray(indices, dtype=np.int64))
