@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from tastemaker import Split
-from tastemaker.data import dataset, filters, splits
+from tastemaker.data import dataset, filters, interactions, splits
 from tastemaker.errors import DataError
 
 from .conftest import make_dataset
@@ -51,6 +51,29 @@ def test_unchanged_files_load_without_content_hashing(
     assert loaded.content_hash == split.content_hash
     for name in ("train", "valid", "test"):
         assert loaded.part(name).frame.equals(split.part(name).frame)
+
+
+def test_loaded_parts_know_their_hashes_and_a_part_hashes_itself_once(
+    saved: tuple[Split, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit records the train part's content hash (for resuming): a part loaded from
+    files its manifest proves, or hashed once already, must not hash its rows again."""
+    split, folder = saved
+    expected = {name: split.part(name).content_hash() for name in ("train", "valid", "test")}
+    calls: list[int] = []
+    hash_rows = interactions.hash_rows
+
+    def counted(rows_at, order):
+        calls.append(len(order))
+        return hash_rows(rows_at, order)
+
+    monkeypatch.setattr(interactions, "hash_rows", counted)
+    loaded = Split.load(folder)
+    assert {n: loaded.part(n).content_hash() for n in expected} == expected
+    assert calls == []
+    fresh = interactions.Interactions(split.train.frame)
+    assert fresh.content_hash() == fresh.content_hash() == expected["train"]
+    assert calls == [len(split.train)]
 
 
 def test_changed_file_is_caught_even_with_its_time_restored(saved: tuple[Split, Path]) -> None:
