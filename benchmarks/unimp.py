@@ -13,9 +13,9 @@ all unseen items) next to SASRec, mm_sasrec, UniSRec and VBPR; rating vs biased
 MF; explanations (the text issue's measures) vs the item's most frequent tag;
 poster selection vs chance and PMG's d_p; search Recall@10 vs text retrieval;
 held-out users (never trained on); ml-100k zero-shot (text only); the paper's
-ablations. The UniMP recipe is the previous session's, untuned (a comparison on
-validation users did not finish); nothing was tuned on the test users reported here.
-Parts may run side by side as separate processes (``--part unimp|peers|ablations``
+ablations. The UniMP recipe is chosen beforehand on validation users
+(``--part recipe``, :mod:`unimp_recipe`); nothing is tuned on the test users reported
+here. Parts may run side by side as separate processes (``--part unimp|peers|ablations``
 with ``--peers``/``--ablations`` lists); ``--part report`` rewrites the Markdown.
 """
 
@@ -47,7 +47,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "default": {"lm_layers": 2, "steps": 300, "batch_size": 4, "history": 3, "users": 60,
                 "per_user": 8, "held_out": 30, "ml100k_users": 60, "peer_epochs": 10},
 }  # fmt: skip
-PARTS = ("all", "unimp", "peers", "ablations", "report")
+PARTS = ("all", "unimp", "peers", "ablations", "recipe", "report")
+KEPT = ("recipe",)  # chosen on validation users before the run: kept by a fresh one
 ABLATIONS: dict[str, dict[str, Any]] = {
     "single-task recommend": {"tasks": ("recommend",)},
     "single-task rating": {"tasks": ("rating",)},
@@ -82,7 +83,9 @@ class Recorder:
         path = RESULTS / "unimp.json"
         with open(Path(tempfile.gettempdir()) / "tastemaker-unimp-results.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            out = {} if self.fresh or not path.exists() else json.loads(path.read_text())
+            out = json.loads(path.read_text()) if path.exists() else {}
+            if self.fresh:
+                out = {k: out[k] for k in KEPT if k in out}
             self.fresh = False
             out.update(self.head)
             if isinstance(value, dict) and key == "peers":  # parts may measure different peers
@@ -209,13 +212,28 @@ def run_unimp(s: Setup, rec: Recorder) -> None:
     rec.row("ml100k", new_domain, cpu)
 
 
-def run_peers(s: Setup, rec: Recorder, names: list[str]) -> None:
-    """SASRec, mm_sasrec, UniSRec, VBPR; biased MF; PMG's d_p for selection."""
-    from tastemaker.unimp.examples import held_out_examples
-    from unimp_peers import biased_mf_predictions, dp_selection, item_features, peer_scores
+def run_peers(s: Setup, rec: Recorder, names: list[str], baselines: bool = True) -> None:
+    """SASRec, mm_sasrec, UniSRec, VBPR; biased MF and PMG's d_p (when ``baselines``)."""
+    from unimp_peers import item_features, peer_scores
 
     data, plan = s.data, s.plan
     features = item_features(data_catalog(s), ("text", "image"))
+    if baselines:
+        run_baselines(s, rec, features)
+    peers: dict[str, Any] = {}
+    for name in names:
+        cpu = time.process_time()
+        scores = peer_scores(name, data.split, plan.users, features, SEED, s.size["peer_epochs"])
+        peers[name] = ranked(scores, plan, data)
+        rec.row("peers", peers, cpu, cpu_key=f"peer {name}")
+
+
+def run_baselines(s: Setup, rec: Recorder, features: dict[str, Any]) -> None:
+    """Biased MF's test ratings and PMG's d_p selection, on the measured users."""
+    from tastemaker.unimp.examples import held_out_examples
+    from unimp_peers import biased_mf_predictions, dp_selection
+
+    data, plan = s.data, s.plan
     cpu = time.process_time()
     items = [data.test[u][0][0] for u in plan.users]
     gold = np.array([data.test[u][0][1] for u in plan.users], dtype=np.float64)
@@ -229,12 +247,6 @@ def run_peers(s: Setup, rec: Recorder, names: list[str]) -> None:
                       "RMSE": float(np.sqrt(((predicted - gold) ** 2).mean())), "n": len(gold)},
         "d_p selection": dp_selection(select, known, features["image"], data.split.items),
     }, cpu)  # fmt: skip
-    peers: dict[str, Any] = {}
-    for name in names:
-        cpu = time.process_time()
-        scores = peer_scores(name, data.split, plan.users, features, SEED, s.size["peer_epochs"])
-        peers[name] = ranked(scores, plan, data)
-        rec.row("peers", peers, cpu, cpu_key=f"peer {name}")
 
 
 def run_ablations(s: Setup, rec: Recorder, names: list[str]) -> None:
@@ -272,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="the run measured in this session")
     parser.add_argument("--part", choices=PARTS, default="all",
                         help="run one part (parts of a run may run side by side)")  # fmt: skip
+    parser.add_argument("--reuse", action="store_true",
+                        help="recipe part: keep candidates already in the results")  # fmt: skip
     parser.add_argument("--peers", default="sasrec,mm_sasrec,unisrec,vbpr",
                         help="comma-separated peers of the 'peers' part")  # fmt: skip
     parser.add_argument("--ablations", default=",".join(ABLATIONS),
@@ -312,11 +326,21 @@ def main(argv: list[str] | None = None) -> None:
     cpu = time.process_time()
     s = setup(root, size, config)
     rec.row("prepare", {"held_out_users": len(s.held), "explanation_pairs": len(s.pairs)}, cpu)
+    if args.part == "recipe":
+        from unimp_recipe import run_recipe
+
+        path = RESULTS / "unimp.json"
+        earlier = json.loads(path.read_text()).get("recipe") or {} if args.reuse else {}
+        run_recipe(s, rec, earlier.get("candidates"))
     if args.part in ("all", "unimp"):
         run_unimp(s, rec)
-    if args.part in ("all", "peers"):
+    if args.part == "all":  # what the targets read first, so a stopped run reports them
+        for first in (True, False):
+            run_peers(s, rec, [p for p in peers if (p == "sasrec") == first], baselines=first)
+            run_ablations(s, rec, [n for n in names if n.startswith("single-task") == first])
+    if args.part == "peers":
         run_peers(s, rec, peers)
-    if args.part in ("all", "ablations"):
+    if args.part == "ablations":
         run_ablations(s, rec, names)
 
 

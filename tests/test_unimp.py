@@ -221,6 +221,7 @@ def test_rank_metrics_match_hand_computed_values() -> None:
     [
         (["train", "--data", "x", "--out", "o", "--dtype", "float8"], "unknown dtype"),
         (["train", "--data", "x", "--out", "o", "--task", "dance"], "unknown UniMP task"),
+        (["train", "--data", "x", "--out", "o", "--item-init", "warm"], "bad value for item_init"),
         (
             ["ask", "--data", "x", "--model-dir", "nowhere", "--task", "sing", "--user", "1"],
             "unknown task",

@@ -13,6 +13,7 @@ import typer
 
 from tastemaker.cli.common import console
 from tastemaker.cli.progress import progress_lines
+from tastemaker.cli.unimp_condition import condition_train, generate
 from tastemaker.errors import ConfigError
 
 app = typer.Typer(help="UniMP: one multimodal model for recommendation, rating, "
@@ -55,6 +56,12 @@ def train_command(
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (0: frozen backbone).")] = 8,
+    item_init: Annotated[
+        str, typer.Option(help="Retrieval item table: 'id' (from a quick BPR) or 'random'.")
+    ] = "id",
+    pool_history: Annotated[
+        bool, typer.Option(help="Add the history items' table rows to the user vector.")
+    ] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
     device: Device = "cpu",
@@ -70,7 +77,8 @@ def train_command(
     try:
         config = UniMPConfig(
             lm=lm, lm_layers=lm_layers, fusion=fusion, steps=steps, batch_size=batch_size,
-            lora_rank=lora_rank, seed=seed, tasks=tuple(task or TASKS),
+            lora_rank=lora_rank, seed=seed, tasks=tuple(task or TASKS), item_init=item_init,
+            pool_history=pool_history,
         )  # fmt: skip
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -157,3 +165,7 @@ def _load(
         load_data(data, posters), config, tags_folder=_tags_folder(data), device=device
     )
     return load_unimp(model_dir, prepared, device=device, dtype=dtype), prepared
+
+
+app.command("condition-train")(condition_train)
+app.command("generate")(generate)

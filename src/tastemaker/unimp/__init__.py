@@ -6,7 +6,8 @@ item-masked gated cross-attention (:mod:`.cross_attention`, :mod:`.backbone`,
 :mod:`.model`); tasks are instructions answered by next-token prediction
 (:mod:`.tasks`, :mod:`.loss`), trained jointly (:mod:`.training`), answered with
 constrained decoding (:mod:`.constrained`) and measured by :mod:`.evaluate`,
-:mod:`.explanation` and :mod:`.search`; :mod:`.transfer` moves a trained model
-onto a new catalog.
+:mod:`.explanation` and :mod:`.search`; :mod:`.item_table` starts the retrieval
+head's item table from a quick BPR; :mod:`.transfer` moves a trained model onto a
+new catalog.
 torch and transformers load with the submodules, not with this package.
 """

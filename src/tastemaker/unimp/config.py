@@ -15,6 +15,7 @@ from tastemaker.errors import ConfigError
 
 TASKS = ("recommend", "rating", "explain", "select", "search", "reconstruct")
 Fusion = Literal["masked", "coarse", "none"]
+ItemInit = Literal["random", "id"]
 #: The offline default backbone (SmolLM2-135M, de-quantized from the packaged GGUF);
 #: "tiny" is a random two-layer Llama for tests and smoke runs.
 DEFAULT_LM = "SmolLM2-135M-Instruct"
@@ -46,6 +47,14 @@ class UniMPConfig(BaseModel):
     # λ_a per task (missing: 1). The retrieval head's loss rides on the recommendation examples.
     weights: dict[str, float] = Field(default_factory=lambda: {"recommend": 2.0})
     retrieval_weight: float = Field(1.0, ge=0.0)
+    # The retrieval head's loss: 0 = full softmax over every item; n = sampled softmax
+    # over the batch's other targets plus n uniform negatives (a shared draw per step).
+    retrieval_negatives: int = Field(0, ge=0)
+    # The item table's start: "random", or "id" = a quickly trained BPR's item factors.
+    # "id" with pool_history won the validation-user comparison (benchmarks/unimp_recipe.py).
+    item_init: ItemInit = "id"
+    # Add the mean of the history items' table rows to the user vector (FISM-style).
+    pool_history: bool = True
     reweight: float = Field(1.0, ge=0.0)  # γ of the token re-weighting (1 - p)^γ; 0: off
     learning_rate: PositiveFloat = 5e-4
     steps: PositiveInt = 300

@@ -76,7 +76,8 @@ def retrieval_scores(model: UniMP, examples: Sequence[Example], batch: int = 16)
             tensors["input_ids"], tensors["token_slots"], tensors["slot_items"],
             tensors["attention_mask"],
         )  # fmt: skip
-        parts.append(model.retrieval_scores(out.hidden, tensors["last"]).float().cpu().numpy())
+        scores = model.retrieval_scores(out.hidden, tensors["last"], tensors["slot_items"])
+        parts.append(scores.float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, len(vocab)), dtype=np.float32)
 
 

@@ -6,8 +6,9 @@ task weights λ_a and re-weights tokens so that hard ones count more; here a
 token's weight is ``(1 - p)^γ`` (p: the model's probability of the true token,
 detached; the focal form of Lin et al. 2017), renormalised to mean 1 within each
 answer so λ_a keeps its scale. The retrieval head (the prompt's final state
-against every item's vector) adds a cross-entropy over all items on the
-recommendation examples, weighted by ``retrieval_weight``.
+against every item's vector) adds a cross-entropy over all items (or a sampled
+softmax, when the batch carries ``negatives``) on the recommendation examples,
+weighted by ``retrieval_weight``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,29 @@ def token_weights(log_probs: torch.Tensor, gamma: float) -> torch.Tensor:
     if gamma == 0:
         return torch.ones_like(log_probs)
     return (1.0 - log_probs.detach().exp()).clamp(min=0.0) ** gamma
+
+
+def sampled_scores(
+    model: UniMP,
+    hidden: torch.Tensor,
+    last: torch.Tensor,
+    slot_items: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores over the batch's targets (in-batch negatives) and the uniform ``negatives``,
+    and each row's column: its own target. A column holding a row's target item
+    elsewhere is masked for that row, so no positive counts as a negative.
+
+    Uniform negatives need no log-Q correction (the sampled softmax of Jean et al.,
+    ACL 2015, with a constant proposal); in-batch ones are as in Yi et al., RecSys 2019.
+    """
+    columns = torch.cat([targets, negatives])
+    scores = model.retrieval_scores(hidden, last, slot_items, items=columns).float()
+    own = torch.arange(len(targets), device=scores.device)
+    clash = columns.unsqueeze(0) == targets.unsqueeze(1)
+    clash[own, own] = False
+    return scores.masked_fill(clash, float("-inf")), own
 
 
 def joint_loss(model: UniMP, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -54,8 +78,14 @@ def joint_loss(model: UniMP, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[
     targets = batch["target_item"]
     ranked = targets >= 0
     if model.config.retrieval_weight and bool(ranked.any()):
-        scores = model.retrieval_scores(out.hidden[ranked], batch["last"][ranked]).float()
-        retrieval = functional.cross_entropy(scores, targets[ranked])
+        hidden, last = out.hidden[ranked], batch["last"][ranked]
+        slot_items, wanted = batch["slot_items"][ranked], targets[ranked]
+        negatives = batch.get("negatives")
+        if negatives is None:
+            scores = model.retrieval_scores(hidden, last, slot_items).float()
+        else:
+            scores, wanted = sampled_scores(model, hidden, last, slot_items, wanted, negatives)
+        retrieval = functional.cross_entropy(scores, wanted)
         parts["retrieval"] = float(retrieval.detach())
         loss = loss + model.config.retrieval_weight * retrieval
     return loss, parts

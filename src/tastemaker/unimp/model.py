@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tastemaker.errors import ConfigError
 from tastemaker.unimp.backbone import (
     ContextSlot,
     add_cross_attention,
@@ -49,6 +50,7 @@ class UniMP(nn.Module):
         tokenizer: Any,
         bank: VisualBank,
         titles: list[str],
+        item_table: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -74,7 +76,10 @@ class UniMP(nn.Module):
         n_items, r = len(bank.vocab), config.retrieval_dim
         self.user_head = nn.Linear(width, r)
         self.item_ids = nn.Embedding(n_items, r)
-        nn.init.normal_(self.item_ids.weight, std=0.02)
+        if item_table is None:
+            nn.init.normal_(self.item_ids.weight, std=0.02)
+        else:
+            self._set_item_table(item_table)
         self.title_head = nn.Linear(width, r, bias=False)
         self.poster_head = nn.Linear(bank.dim, r, bias=False)
         self.register_buffer("title_vectors", self._title_vectors(titles), persistent=False)
@@ -83,6 +88,17 @@ class UniMP(nn.Module):
         for module in (self.resampler, self.user_head, self.item_ids, self.title_head,
                        self.poster_head):  # fmt: skip
             module.to(dtype=weight.dtype)
+
+    @torch.no_grad()
+    def _set_item_table(self, table: torch.Tensor) -> None:
+        """Start the per-item ID table from ``table`` (items, R), e.g. an ID model's factors."""
+        if tuple(table.shape) != tuple(self.item_ids.weight.shape):
+            raise ConfigError(
+                f"item table of shape {tuple(table.shape)} does not fit "
+                f"{tuple(self.item_ids.weight.shape)}",
+                "build it on the model's items with retrieval_dim columns",
+            )
+        self.item_ids.weight.copy_(table)
 
     def _add_lora(self) -> None:
         from tastemaker.text.finetune import FinetuneConfig, with_lora
@@ -176,36 +192,55 @@ class UniMP(nn.Module):
             vectors = vectors + self.poster_head(self.poster_means.to(vectors.dtype))
         return vectors
 
-    def user_vectors(self, hidden: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """(B, R) from each row's final state at its ``last`` prompt position."""
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return self.user_head(hidden[rows, last])
+    def user_vectors(
+        self, hidden: torch.Tensor, last: torch.Tensor, slot_items: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, R) from each row's final state at its ``last`` prompt position.
 
-    def retrieval_scores(self, hidden: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """(B, items) scores of the retrieval head: ``user_vectors @ item_vectors().T``.
+        With ``pool_history``, plus the mean ID-table row of the row's history items
+        (``slot_items``, -1 = padding): FISM's item-to-item term (Kabbur et al., KDD 2013).
+        """
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        user = self.user_head(hidden[rows, last])
+        if self.config.pool_history and slot_items is not None:
+            has = (slot_items >= 0).to(user.dtype)
+            table = self.item_ids(slot_items.clamp(min=0)) * has.unsqueeze(-1)
+            user = user + table.sum(1) / has.sum(1, keepdim=True).clamp(min=1.0)
+        return user
+
+    def retrieval_scores(
+        self,
+        hidden: torch.Tensor,
+        last: torch.Tensor,
+        slot_items: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, items) scores of the retrieval head: ``user_vectors @ item_vectors().T``,
+        over every item or only ``items`` (the sampled softmax's columns).
 
         Computed as u·e + (u W_t)·t + (u W_p)·p, so the title and poster projections act
         on the B user vectors rather than on every item (a third of a training step
         otherwise, for a batch's one or two recommendation rows).
         """
-        user = self.user_vectors(hidden, last)
-        scores = user @ self.item_ids.weight.T
-        scores = scores + (user @ self.title_head.weight) @ self.title_vectors.T
-        if self.poster_means.shape[1]:
-            posters = self.poster_means.to(user.dtype)
-            scores = scores + (user @ self.poster_head.weight) @ posters.T
+        user = self.user_vectors(hidden, last, slot_items)
+        ids, titles, posters = self.item_ids.weight, self.title_vectors, self.poster_means
+        if items is not None:
+            ids, titles, posters = ids[items], titles[items], posters[items]
+        scores = user @ ids.T + (user @ self.title_head.weight) @ titles.T
+        if posters.shape[1]:
+            scores = scores + (user @ self.poster_head.weight) @ posters.to(user.dtype).T
         return scores
 
 
 def build_model(
     config: UniMPConfig, bank: VisualBank, titles: list[str], *, device: str = "cpu",
-    dtype: str = "float32",
+    dtype: str = "float32", item_table: torch.Tensor | None = None,
 ) -> UniMP:  # fmt: skip
-    """Load the backbone and build a seeded UniMP on it."""
+    """Load the backbone and build a seeded UniMP on it (its ID table from ``item_table``)."""
     tokenizer, lm = load_backbone(config, device, dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = UniMP(config, lm, tokenizer, bank, titles)
+        model = UniMP(config, lm, tokenizer, bank, titles, item_table)
     return model

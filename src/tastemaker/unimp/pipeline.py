@@ -136,7 +136,14 @@ def train_unimp(
     from tastemaker.unimp.model import build_model
     from tastemaker.unimp.training import train
 
-    model = build_model(config, data.bank, data.titles, device=device, dtype=dtype)
+    table = None
+    if config.item_init == "id":
+        from tastemaker.unimp.item_table import id_item_table
+
+        table = id_item_table(data.split.part("train"), set(data.train), data.split.items,
+                              config.retrieval_dim, config.seed)  # fmt: skip
+    model = build_model(config, data.bank, data.titles, device=device, dtype=dtype,
+                        item_table=table)  # fmt: skip
     pool = training_pool(
         data.builder(config), data.train, config.tasks, per_user=per_user, seed=config.seed
     )

@@ -105,7 +105,13 @@ def train(
         while state["step"] < config.steps:
             examples = draw_batch(pool, config.batch_size, generator)
             rows = [encode(model.tokenizer, e, vocab, config.weight(e.task)) for e in examples]
-            loss, parts = joint_loss(model, collate(rows, pad, model.device))
+            batch = collate(rows, pad, model.device)
+            if config.retrieval_negatives:
+                drawn = torch.randint(
+                    len(vocab), (config.retrieval_negatives,), generator=generator
+                )
+                batch["negatives"] = drawn.to(model.device)
+            loss, parts = joint_loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
