@@ -20,6 +20,9 @@ the tokens, the prefix and the linear layer, the only parts that train. Noise
 follows the DDPM forward process of the pipeline's own scheduler config,
 whatever its sampler.
 
+The loss and loop are :class:`DiffusionTokenTrainer`'s, for any source of soft tokens:
+PMG's LLM encoder here, UniMP's user state in ``tastemaker.unimp.image_conditioning``.
+
 Every random draw of step s (batch, latent sample, noise, timesteps) comes from
 a local generator seeded by (seed, s), never torch's global one, so a resumed
 run repeats exactly what an uninterrupted one would have done.
@@ -27,12 +30,13 @@ run repeats exactly what an uninterrupted one would have done.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 HELDOUT_FILE = "heldout.json"
 _STRIDE = 1_000_003  # random streams: (seed * 3 + stream) * stride + n, distinct for n < stride
 STEPS, SHUFFLES, EVALUATION = range(3)
+Trainer = TypeVar("Trainer", bound="DiffusionTokenTrainer")
 
 
 @dataclass
@@ -80,9 +85,9 @@ class SoftPromptRun:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Examples turned into tensors once: LLM inputs, latent distributions, prompts."""
+    """Examples turned into tensors once: token-source inputs, latent distributions, prompts."""
 
-    history_ids: list[list[int]]
+    inputs: list[Any]
     latent_mean: torch.Tensor
     latent_std: torch.Tensor
     prompts: PromptEmbeds
@@ -94,21 +99,37 @@ def _rng(seed: int, stream: int, n: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed((seed * 3 + stream) * _STRIDE + n)
 
 
-class SoftPreferenceTrainer(SoftPreferenceModel):
-    """Trains soft preference tokens for a generator (the model's encoder only)."""
+class DiffusionTokenTrainer:
+    """Trains a source of soft tokens by the diffusion loss (its ``encoder`` only).
 
-    def __init__(
-        self,
-        llm: Any,
-        tokenizer: Any,
-        generator: ImageGenerator,
-        config: SoftPromptConfig | None = None,
-        **params: Any,
-    ) -> None:
+    A subclass sets ``config`` (with :class:`SoftPromptConfig`'s training fields),
+    ``generator`` (frozen) and ``encoder`` (what trains and is checkpointed), and says
+    what an example's input is and how a batch of inputs becomes (B, K, D) tokens.
+    """
+
+    config: Any
+    generator: ImageGenerator
+    encoder: torch.nn.Module
+
+    def _example_input(self, example: SoftPromptExample) -> Any:
+        """What :meth:`_soft_batch` reads for ``example``, computed once before training."""
+        raise NotImplementedError
+
+    def _soft_batch(self, inputs: list[Any]) -> torch.Tensor:
+        """(B, K, D) soft tokens of these inputs, with gradients to ``encoder``."""
+        raise NotImplementedError
+
+    @property
+    def soft_token_count(self) -> int:
+        """Soft tokens in the condition, which the prompt must leave room for."""
+        return int(self.config.num_tokens)
+
+    @functools.cached_property
+    def noise_scheduler(self) -> Any:
+        """DDPM's forward process with the generator's own scheduler config."""
         from diffusers import DDPMScheduler
 
-        super().__init__(llm, tokenizer, generator, config, **params)
-        self.noise_scheduler = DDPMScheduler.from_config(generator.pipeline.scheduler.config)
+        return DDPMScheduler.from_config(self.generator.pipeline.scheduler.config)
 
     @torch.no_grad()
     def _prepare(self, examples: Sequence[SoftPromptExample]) -> _Prepared:
@@ -116,7 +137,7 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
 
         if not examples:
             raise DataError("no training examples", "pass images of items the user liked")
-        budget = self.generator.max_length - 2 - self.config.num_tokens
+        budget = self.generator.max_length - 2 - self.soft_token_count
         digest = hashlib.sha256()
         for i, example in enumerate(examples):
             if not isinstance(example.image, PILImage):
@@ -129,7 +150,7 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
             if (n := self.generator.count_tokens(example.prompt)) > budget:
                 raise DataError(
                     f"example {i}'s prompt has {n} tokens, over the {budget} that fit "
-                    f"beside {self.config.num_tokens} soft tokens",
+                    f"beside {self.soft_token_count} soft tokens",
                     "shorten it, e.g. with conditioning.compose_prompt(budget=...)",
                 )
             digest.update(f"{example.history}\0{example.prompt}\0".encode())
@@ -144,7 +165,7 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
                 means.append(dist.mean.float())
                 stds.append(dist.std.float())
         return _Prepared(
-            history_ids=[self._history_ids(e.history) for e in examples],
+            inputs=[self._example_input(e) for e in examples],
             latent_mean=torch.cat(means),
             latent_std=torch.cat(stds),
             prompts=self.generator.encode([e.prompt for e in examples]),
@@ -157,8 +178,7 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
         """Diffusion noise-prediction MSE of the examples at ``index``, draws from ``rng``."""
         pipeline = self.generator.pipeline
         unet, device, scheduler = pipeline.unet, pipeline.device, self.noise_scheduler
-        ids, mask = self._llm_batch([data.history_ids[i] for i in index])
-        soft = self.encoder(self.llm, ids, mask)
+        soft = self._soft_batch([data.inputs[i] for i in index])
         prompts = data.prompts.rows(index)
         condition = attach_soft_tokens(prompts.embeds, soft.to(device))
         mean, std = data.latent_mean[index], data.latent_std[index]
@@ -278,6 +298,17 @@ class SoftPreferenceTrainer(SoftPreferenceModel):
         )
 
 
+class SoftPreferenceTrainer(DiffusionTokenTrainer, SoftPreferenceModel):
+    """Trains PMG's soft preference tokens: the history's LLM ids in, the encoder's tokens out."""
+
+    def _example_input(self, example: SoftPromptExample) -> list[int]:
+        return self._history_ids(example.history)
+
+    def _soft_batch(self, inputs: list[Any]) -> torch.Tensor:
+        ids, mask = self._llm_batch(inputs)
+        return self.encoder(self.llm, ids, mask)
+
+
 def train_soft_tokens(
     components: PipelineComponents,
     data: Data,
@@ -292,34 +323,59 @@ def train_soft_tokens(
 ) -> SoftPromptRun:
     """Train soft preference tokens on ``users``' next-item examples for ``components``'
     generator and LLM; the components then use them (their ``soft.checkpoint`` becomes
-    ``out_dir``).
-
-    With ``heldout`` > 0 a seeded share of the users (``config.seed``) trains nothing: the
-    run reports the mean diffusion loss on their examples before and after training, with
-    the same noise and timesteps, in ``heldout.json`` beside the checkpoint.
+    ``out_dir``). ``heldout``: as :func:`train_on_users`.
     """
     if not isinstance(config, SoftPromptConfig):
         config = validate(SoftPromptConfig, dict(config or {}), where="soft prompt")
-    train_users, heldout_users = split_users(users, heldout, config.seed)
-    examples = soft_examples(
-        components, data, train_users, num_tokens=config.num_tokens, per_user=per_user
-    )
-    held = (
-        soft_examples(
-            components, data, heldout_users, num_tokens=config.num_tokens, per_user=per_user
-        )
-        if heldout_users
-        else []
-    )
-    tokenizer, model = components.soft_llm()
-    generator = components.require_generator("soft")
-    trainer = SoftPreferenceTrainer(model, tokenizer, generator, config)
-    before = trainer.evaluate(held, seed=config.seed) if held else None
+
+    def build() -> SoftPreferenceTrainer:
+        tokenizer, model = components.soft_llm()
+        generator = components.require_generator("soft")
+        return SoftPreferenceTrainer(model, tokenizer, generator, config)
+
+    trainer, run = train_on_users(
+        components, data, users, out_dir, build, num_tokens=config.num_tokens, seed=config.seed,
+        heldout=heldout, per_user=per_user, resume=resume, progress=progress,
+    )  # fmt: skip
+    components.use_soft_tokens(trainer, out_dir)
+    return run
+
+
+def train_on_users(
+    components: PipelineComponents,
+    data: Data,
+    users: Sequence[object],
+    out_dir: Path | str,
+    build: Callable[[], Trainer],
+    *,
+    num_tokens: int,
+    seed: int,
+    heldout: float = 0.0,
+    per_user: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[Trainer, SoftPromptRun]:
+    """Any token source's training on ``users``' next-item examples (:func:`soft_examples`,
+    with room for ``num_tokens`` soft tokens); ``build`` makes the trainer once the examples
+    are known to be good, so a bad input fails before any model loads.
+
+    With ``heldout`` > 0 a seeded share of the users (``seed``) trains nothing: the run
+    reports the mean diffusion loss on their examples before and after training, with the
+    same noise and timesteps, in ``heldout.json`` beside the checkpoint.
+    """
+    train_users, heldout_users = split_users(users, heldout, seed)
+
+    def of(chosen: list[str]) -> list[SoftPromptExample]:
+        return soft_examples(components, data, chosen, num_tokens=num_tokens, per_user=per_user)
+
+    examples, held = of(train_users), of(heldout_users) if heldout_users else []
+    trainer = build()
+    before = trainer.evaluate(held, seed=seed) if held else None
     run = trainer.train(examples, Path(out_dir), resume=resume, progress=progress)
     run.train_users, run.heldout_users = train_users, heldout_users
     if held:
         run.heldout_before = before
-        run.heldout_after = trainer.evaluate(held, seed=config.seed)
+        run.heldout_after = trainer.evaluate(held, seed=seed)
         report = {
             "train_users": train_users,
             "heldout_users": heldout_users,
@@ -329,15 +385,16 @@ def train_soft_tokens(
             "heldout_loss_trained": run.heldout_after,
         }
         write_text(Path(out_dir) / HELDOUT_FILE, json.dumps(report, indent=1) + "\n")
-    components.use_soft_tokens(trainer, out_dir)
-    return run
+    return trainer, run
 
 
 __all__ = [
+    "DiffusionTokenTrainer",
     "SoftPreferenceTrainer",
     "SoftPromptExample",
     "SoftPromptRun",
     "soft_examples",
     "split_users",
+    "train_on_users",
     "train_soft_tokens",
 ]
