@@ -1,16 +1,18 @@
-"""MMRec's own BM3 on the multimodal benchmark's split and text features: the peer of
-tastemaker's ``bm3-text`` row in ``results/multimodal.md``.
+"""MMRec's own BM3 on the multimodal benchmark's split and text (or poster) features: the
+peer of tastemaker's ``bm3-text`` (``bm3-image``) row in ``results/multimodal.md``.
 
 Run with::
 
     TASTEMAKER_DATA=/path/to/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mmrec_bm3.py \\
-        --mmrec PATH/TO/MMRec [--config configs/multimodal-ml-latest-small.toml]
+        --mmrec PATH/TO/MMRec [--config configs/multimodal-ml-latest-small.toml] \\
+        [--modality image] [--frozen]
 
 ``PATH/TO/MMRec`` is a checkout of github.com/enoche/MMRec (the authors' framework, not
 vendored here). The split and the text features are those ``multimodal.py`` makes from
 the config (same seed, same embedding store). They are written in MMRec's layout into a
 scratch folder (``<name>.inter``: userID, itemID, x_label 0/1/2 in tastemaker's index
-order; ``text_feat.npy`` in item order; no image file, so BM3 reads text only), and
+order; ``text_feat.npy`` in item order, or ``image_feat.npy`` with ``--modality image``,
+zeros for an item without a poster: one modality per run), and
 MMRec's BM3 is trained by MMRec's own trainer with the settings of tastemaker's
 ``BM3Config`` (the first values of the authors' grid: 1 layer, dropout 0.3, reg 0.1;
 cl_weight 2, 64 dims, lr 1e-3, batch 2048, patience 20 on valid Recall@20) and
@@ -22,8 +24,12 @@ worker restores as ``float``.
 
 MMRec's protocol: every item is ranked, the user's training items masked (at test time
 too: valid items are not masked). The result, ``results/multimodal.mmrec.json``
-(per-epoch valid and test Recall@20 / NDCG@20, the best epoch's, seconds), is read by
-``multimodal.py`` into its page.
+(per-epoch mean batch loss, valid and test Recall@20 / NDCG@20, the best epoch's,
+seconds), is read by ``multimodal.py`` into its page (``mmrec_bm3_report.py``);
+``--modality image`` writes ``multimodal.mmrec-image.json``. ``--frozen`` trains the
+same BM3 with its features fixed, as tastemaker's are (the authors fine-tune them),
+into ``…-frozen.json``: it tells a decline of BM3 with fixed features from a fault of
+tastemaker's code.
 """
 
 from __future__ import annotations
@@ -41,8 +47,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-RESULT = HERE / "results" / "multimodal.mmrec.json"
-CURVES = "multimodal.curves.png"  # written by multimodal.py beside its page
+MODALITIES = ("text", "image")
 NAME = "tastemaker-split"
 SETTINGS = {
     "n_layers": 1, "dropout": 0.3, "reg_weight": 0.1, "cl_weight": 2.0, "embedding_size": 64,
@@ -51,8 +56,19 @@ SETTINGS = {
 }  # fmt: skip
 
 
-def export(config: Path, folder: Path) -> dict[str, Any]:
-    """The config's split and text features in MMRec's layout under ``folder/NAME``."""
+def result_path(modality: str, frozen: bool) -> Path:
+    """Where a run on ``modality`` (with ``frozen`` features) writes its result."""
+    name = "multimodal.mmrec" + "-image" * (modality == "image") + "-frozen" * frozen
+    return HERE / "results" / f"{name}.json"
+
+
+def peer_label(modality: str, frozen: bool) -> str:
+    """The row of such a run in the page."""
+    return f"MMRec BM3 ({modality}{', frozen' * frozen})"
+
+
+def export(config: Path, folder: Path, modality: str) -> dict[str, Any]:
+    """The config's split and ``modality`` features in MMRec's layout under ``folder/NAME``."""
     import numpy as np
     import polars as pl
 
@@ -61,8 +77,8 @@ def export(config: Path, folder: Path) -> dict[str, Any]:
 
     exp = multimodal.load_experiment(config)
     split = experiment.prepare(exp.data, exp.split)
-    text = experiment.item_features(split.catalog, ["text"], exp.features)["text"]
-    aligned = text.align(split.items)
+    features = experiment.item_features(split.catalog, [modality], exp.features)[modality]
+    aligned = features.align(split.items)
     target = folder / NAME
     target.mkdir(parents=True)
     parts = []
@@ -70,17 +86,19 @@ def export(config: Path, folder: Path) -> dict[str, Any]:
         users, items = part.indices()
         parts.append(pl.DataFrame({"userID": users, "itemID": items, "x_label": label}))
     pl.concat(parts).write_csv(target / f"{NAME}.inter", separator="\t")
-    np.save(target / "text_feat.npy", aligned.vectors.astype(np.float32))
+    np.save(target / f"{modality}_feat.npy", aligned.vectors.astype(np.float32))
     return {
         "split_hash": split.content_hash,
-        "text_encoder": aligned.encoder_id,
+        "modality": modality,
+        f"{modality}_encoder": aligned.encoder_id,
         "items": len(split.items),
-        "items_without_text": int((~aligned.mask).sum()),
+        f"items_without_{modality}": int((~aligned.mask).sum()),
     }
 
 
-def worker(mmrec: Path, data: Path, out: Path) -> None:
-    """Fit MMRec's BM3 through its own trainer; write the per-epoch record to ``out``."""
+def worker(mmrec: Path, data: Path, out: Path, frozen: bool, settings: dict[str, Any]) -> None:
+    """Fit MMRec's BM3 through its own trainer with ``settings`` (its features fixed when
+    ``frozen``); write the per-epoch record to ``out``."""
     for name in ("lmdb", "torchvision", "torchvision.transforms", "matplotlib"):
         sys.modules[name] = types.ModuleType(name)
     sys.modules["matplotlib.pyplot"] = types.ModuleType("matplotlib.pyplot")
@@ -100,8 +118,8 @@ def worker(mmrec: Path, data: Path, out: Path) -> None:
 
     torch.set_num_threads(1)
     overrides = {
-        **SETTINGS, "use_gpu": False, "data_path": f"{data}/", "inter_file_name": f"{NAME}.inter",
-        "text_feature_file": "text_feat.npy", "vision_feature_file": "absent.npy",
+        **settings, "use_gpu": False, "data_path": f"{data}/", "inter_file_name": f"{NAME}.inter",
+        "text_feature_file": "text_feat.npy", "vision_feature_file": "image_feat.npy",
         "hyper_parameters": ["seed"], "topk": [20], "metrics": ["Recall", "NDCG"],
         "USER_ID_FIELD": "userID", "ITEM_ID_FIELD": "itemID", "inter_splitting_label": "x_label",
         "field_separator": "\t", "filter_out_cod_start_users": True,
@@ -110,7 +128,7 @@ def worker(mmrec: Path, data: Path, out: Path) -> None:
     os.chdir(mmrec / "src")  # MMRec reads its configs/*.yaml from the working folder
     config = Config("BM3", NAME, overrides)
     os.chdir(scratch)  # and writes its log there
-    config["seed"] = SETTINGS["seed"]
+    config["seed"] = settings["seed"]
     init_logger(config)
     train, valid, test = RecDataset(config).split()
     for part in (train, valid, test):
@@ -122,22 +140,31 @@ def worker(mmrec: Path, data: Path, out: Path) -> None:
     init_seed(config["seed"])
     train_data.pretrain_setup()
     model = get_model("BM3")(config, train_data).to(config["device"])
+    for features in ("text_embedding", "image_embedding"):  # the one exported is there
+        if hasattr(model, features):  # Adam skips a frozen weight
+            getattr(model, features).weight.requires_grad_(not frozen)
     trainer = get_trainer()(config, model, False)
     results: list[dict[str, float]] = []
-    evaluate = trainer._valid_epoch
+    losses: list[float] = []
+    evaluate, train_epoch = trainer._valid_epoch, trainer._train_epoch
+
+    def losses_kept(data: Any, epoch: int, loss_func: Any = None) -> Any:
+        total, batches = train_epoch(data, epoch, loss_func)
+        losses.append(float(total) / max(len(batches), 1))  # the mean batch loss
+        return total, batches
 
     def recorded(data: Any) -> Any:  # fit evaluates valid, then test, every epoch
         score, result = evaluate(data)
         results.append({k: float(v) for k, v in result.items()})
         return score, result
 
-    trainer._valid_epoch = recorded
+    trainer._valid_epoch, trainer._train_epoch = recorded, losses_kept
     start = time.process_time()
     _, best_valid, best_test = trainer.fit(train_data, valid_data, test_data, saved=False)
     cpu = time.process_time() - start
     epochs = [
-        {"epoch": n + 1, "valid": v, "test": t}
-        for n, (v, t) in enumerate(zip(results[::2], results[1::2], strict=True))
+        {"epoch": n + 1, "loss": loss, "valid": v, "test": t}
+        for n, (loss, v, t) in enumerate(zip(losses, results[::2], results[1::2], strict=True))
     ]
     valid_recall = [e["valid"]["recall@20"] for e in epochs]
     best = valid_recall.index(max(valid_recall)) + 1  # MMRec keeps the first best
@@ -148,91 +175,9 @@ def worker(mmrec: Path, data: Path, out: Path) -> None:
         "test_at_best": {k: float(v) for k, v in best_test.items()},
         "cpu_seconds": cpu,
         "torch": torch.__version__,
+        "features": "frozen" if frozen else "fine-tuned (the authors' code)",
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _bm3_logs(records: list[dict[str, Any]]) -> tuple[str | None, dict[str, list]]:
-    """The validation metric and logs of the BM3 runs that kept one (first run's metric)."""
-    runs = [r for r in records if r["model"] == "bm3" and r.get("log")]
-    metric = runs[0]["early_stopping_metric"] if runs else None
-    return metric, {r["run"]: r["log"] for r in runs if r["early_stopping_metric"] == metric}
-
-
-def _peer_log(peer: dict[str, Any] | None, metric: str) -> list[dict[str, Any]] | None:
-    """MMRec's per-epoch validation ``metric`` in the training-log layout, if it has it."""
-    if peer is None or metric not in peer["epochs"][0]["valid"]:
-        return None
-    return [{"epoch": e["epoch"], metric: e["valid"][metric]} for e in peer["epochs"]]
-
-
-def bm3_curves(records: list[dict[str, Any]], peer: dict[str, Any] | None) -> bytes | None:
-    """Validation curves of tastemaker's BM3 runs and MMRec's BM3 (loss: tastemaker's)."""
-    metric, logs = _bm3_logs(records)
-    if metric is None:
-        return None
-    theirs = _peer_log(peer, metric)
-    if theirs is not None:
-        logs["MMRec BM3 (authors' code)"] = theirs
-    from tastemaker.evaluation.html import training_chart
-
-    return training_chart(logs, metric)
-
-
-def bm3_section(
-    records: list[dict[str, Any]], peer: dict[str, Any] | None, split_hash: str, curves: bool
-) -> list[str]:
-    """The comparison with the authors' BM3 on the same split, when either side ran."""
-    metric, logs = _bm3_logs(records)
-    if metric is None and peer is None:
-        return []
-    lines = ["## BM3 and the authors' code (MMRec)", ""]
-    shown = metric or "recall@20"
-    header = (
-        f"| run | best valid {shown} (epoch) | last valid | epochs | test recall@20 "
-        "| test ndcg@20 |"
-    )
-    rows = [header, "|---|---:|---:|---:|---:|---:|"]
-    for r in records:
-        if r["run"] in logs:
-            values = [row[metric] for row in r["log"] if row.get(metric) is not None]
-            best = max(values)
-            epoch = next(row["epoch"] for row in r["log"] if row.get(metric) == best)
-            test = r["test_all_items_train_masked"]
-            rows.append(
-                f"| tastemaker {r['run']} | {best:.4f} ({epoch}) | {values[-1]:.4f} | "
-                f"{len(r['log'])} | "
-                f"{test['recall@20']:.4f} | {test['ndcg@20']:.4f} |"
-            )
-    if peer is not None:
-        best = peer["best_valid"].get(shown, float("nan"))
-        last = peer["epochs"][-1]["valid"].get(shown, float("nan"))
-        rows.append(
-            f"| MMRec BM3 (text) | {best:.4f} ({peer['best_epoch']}) | {last:.4f} | "
-            f"{len(peer['epochs'])} | {peer['test_at_best']['recall@20']:.4f} | "
-            f"{peer['test_at_best']['ndcg@20']:.4f} |"
-        )
-    lines += [
-        "Both on the split above, every item ranked and only the user's training items "
-        "masked (MMRec's protocol, valid items are not masked at test time), so cold items "
-        "compete with warm ones; test metrics of the best validation epoch. tastemaker's "
-        "runs here early-stop on the metric in the header (`--set`).",
-        "",
-        *rows,
-        "",
-    ]
-    if peer is not None:
-        same = "the same split" if peer["split_hash"] == split_hash else "**another split**"
-        lines += [
-            f"MMRec: commit `{(peer['mmrec_commit'] or 'unknown')[:12]}`, {same} (hash "
-            f"`{peer['split_hash'][:12]}`), text features `{peer['text_encoder']}`, settings "
-            f"`{json.dumps(peer['settings'])}`; {peer['cpu_seconds']:.0f} CPU-s, {peer['date']}, "
-            "written by `benchmarks/mmrec_bm3.py`.",
-            "",
-        ]
-    if curves:
-        lines += [f"![BM3 validation curves]({CURVES})", ""]
-    return lines
 
 
 def mmrec_commit(mmrec: Path) -> str | None:
@@ -249,14 +194,25 @@ def main() -> None:
     parser.add_argument(
         "--config", type=Path, default=Path("configs/multimodal-ml-latest-small.toml")
     )
+    parser.add_argument("--modality", choices=MODALITIES, default="text")
+    parser.add_argument(
+        "--frozen", action="store_true", help="keep the features fixed, as tastemaker does"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=SETTINGS["stopping_step"],
+        help="epochs without a better validation score before stopping (the authors': 20)",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # the data folder
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     mmrec = args.mmrec.resolve()
     if not (mmrec / "src" / "models" / "bm3.py").is_file():
         raise SystemExit(f"{mmrec} is no MMRec checkout (no src/models/bm3.py): pass --mmrec DIR")
+    settings = {**SETTINGS, "stopping_step": args.patience}
     if args.worker is not None:
-        worker(mmrec, args.worker, args.out)
+        worker(mmrec, args.worker, args.out, args.frozen, settings)
         return
     from tastemaker.atomic import write_text
     from vs_recbole import recbole_python
@@ -265,10 +221,11 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mmrec-") as scratch:
         folder = Path(scratch)
-        exported = export(args.config, folder)
+        exported = export(args.config, folder, args.modality)
         out = folder / "record.json"
         python = str(recbole_python())
         command = [python, __file__, "--mmrec", str(mmrec), "--worker", str(folder)]
+        command += ["--patience", str(args.patience)] + ["--frozen"] * args.frozen
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
         subprocess.run([*command, "--out", str(out)], cwd=folder, env=env, check=True)
         record = json.loads(out.read_text())
@@ -276,13 +233,13 @@ def main() -> None:
         "date": started,
         "config": str(args.config),
         "mmrec_commit": mmrec_commit(mmrec),
-        "settings": SETTINGS,
+        "settings": settings,
         "protocol": "all items ranked, the user's training items masked (valid and test)",
         "load_average_1min": [load, os.getloadavg()[0]],
         **exported,
         **record,
     }
-    write_text(RESULT, json.dumps(result, indent=2) + "\n")
+    write_text(result_path(args.modality, args.frozen), json.dumps(result, indent=2) + "\n")
     best = result["test_at_best"]
     print(
         f"MMRec BM3: best epoch {result['best_epoch']}, test recall@20 {best['recall@20']:.4f}, "

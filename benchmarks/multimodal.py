@@ -19,7 +19,7 @@ built. ``--set NAME=VALUE`` adds a model parameter to every run of this invocati
 (recorded with the run and shown in its row). Results go to
 ``benchmarks/results/multimodal.{md,json,png}``; the cross-modal alignment results
 (``results/alignment.md``) are included when present, and so is the authors' own BM3
-on the same split (``results/multimodal.mmrec.json``, from ``mmrec_bm3.py``) with the
+on the same split (``results/multimodal.mmrec*.json``, from ``mmrec_bm3.py``) with the
 validation curves of both BM3s (``multimodal.curves.png``).
 """
 

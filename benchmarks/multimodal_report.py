@@ -26,7 +26,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def write_results(result: dict[str, Any], out: Path, with_json: bool = True) -> None:
     """``multimodal.json`` (with ``with_json``), ``.png`` and ``.md`` under ``out``."""
-    from mmrec_bm3 import CURVES, RESULT, bm3_curves, bm3_section  # beside this script
+    from mmrec_bm3_report import CURVES, bm3_curves, bm3_section, read_peers  # beside it
 
     if with_json:
         write_text(out / f"{NAME}.json", json.dumps(result, indent=2) + "\n")
@@ -34,12 +34,12 @@ def write_results(result: dict[str, Any], out: Path, with_json: bool = True) -> 
     done = [r for r in result["runs"] if "report" in r]
     if done:
         write_bytes(out / f"{NAME}.png", chart(done, columns, result["protocol"]))
-    peer = read_json(RESULT)
-    curves = bm3_curves(done, peer)
+    peers = read_peers()
+    curves = bm3_curves(done, peers)
     if curves is not None:
         write_bytes(out / CURVES, curves)
     split_hash = result["protocol"]["split"]["content_hash"]
-    section = bm3_section(done, peer, split_hash, curves is not None)
+    section = bm3_section(done, peers, split_hash, curves is not None)
     markdown = to_markdown(result, columns, chart=bool(done), extra=section)
     write_text(out / f"{NAME}.md", markdown)
     print(markdown)
