@@ -172,6 +172,28 @@ def test_efficientnet_predicts_the_right_imagenet_class(
     assert top[1] in {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian
 
 
+def test_image_keys_follow_the_bytes_not_the_path_or_time(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """A copied or re-extracted poster folder (new path, new times) keeps its cached
+    vectors; an edited image does not."""
+    import os
+    import shutil
+
+    encoder = ImageEncoder(cache_dir=tmp_path / "cache")  # keys need no model
+    original = photos["coffee"]
+    copy = shutil.copy(original, tmp_path / "elsewhere.jpg")
+    os.utime(copy, ns=(1, 1))
+    edited = tmp_path / "edited.jpg"
+    edited.write_bytes(original.read_bytes() + b"\0")
+    ids = ["a", "b", "c", "d"]
+    keys = encoder.content_key(
+        catalog(ids, image=[original, copy, edited, tmp_path / "absent.jpg"])
+    )
+    assert keys[0] == keys[1] != keys[2]
+    assert len(set(keys)) == 3 and keys[3] not in keys[:3]
+
+
 def test_missing_and_corrupt_images_are_masked_with_warnings(
     image_encoder: ImageEncoder,
     photos: dict[str, Path],

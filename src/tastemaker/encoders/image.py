@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from hashlib import sha256
+from hashlib import file_digest, sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
@@ -262,15 +262,18 @@ class ImageEncoder(Encoder):
         return [ImageRef(i, s.strip()) if s and s.strip() else None for i, s in pairs]
 
     def key_material(self, item_input: ImageRef) -> str:
-        """A URL as such; a file as path + size + modification time (no need to read it)."""
+        """A URL as such; a file as the SHA-256 of its bytes, so a copied, moved or
+        re-extracted folder of the same images keeps its vectors (path and modification
+        time did not: a data folder recreated with new times re-encoded every poster).
+        Hashing 2,863 posters (32 MB) takes ~0.2 CPU-s."""
         if item_input.is_url:
             return item_input.source
         path = Path(item_input.source).expanduser().resolve()
         try:
-            stat = path.stat()
+            with path.open("rb") as handle:
+                return "sha256:" + file_digest(handle, "sha256").hexdigest()
         except OSError:
             return f"{path}|absent"
-        return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
     def embed(self, batch: Sequence[ImageRef]) -> tuple[np.ndarray, np.ndarray]:
         prep = self.backend.preprocessing
