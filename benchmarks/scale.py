@@ -258,7 +258,8 @@ def bench_size(
                 models.pop(toolkit, None)  # its last fit is not resident in this one's peak
                 models[toolkit], clock = fit(probe if kind == "bpr" else None)
                 runs[toolkit].append(epoch_measure(clock))
-                curves[toolkit].append(clock.curve())
+                if kind == "bpr":  # only BPR fits are probed per epoch
+                    curves[toolkit].append(clock.curve())
             print(name, kind, {k: asdict(v[-1]) for k, v in runs.items()}, flush=True)
         ours, theirs = models["tastemaker"], models["implicit"]
         result["steps"][kind] = {
