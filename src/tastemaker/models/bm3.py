@@ -22,7 +22,10 @@ mean *squared* norms (weight 0.1) shrank the embeddings until Adam's steps dwarf
 them, and validation Recall@20 on ml-latest-small fell from 0.167 to 0.062 within 20
 epochs (issue 13). With the authors' term, validation Recall@20 on ml-latest-small's
 cold-start split follows MMRec's own BM3 (peak 0.108 at epoch 32 against 0.107 at 43)
-and then still declines, faster than MMRec's (``benchmarks/results/multimodal.md``).
+and then still declines; MMRec's BM3 declines as much once its features are kept
+fixed as they are here (text: 61% of its best kept at the end, ours 70%; posters: both
+collapse from about epoch 50), so the decline is BM3's own
+(``benchmarks/results/multimodal.md``).
 
 Deliberate differences from the authors' code: their item features are
 ``nn.Embedding.from_pretrained(freeze=False)``, i.e. fine-tuned; here they stay fixed
