@@ -253,14 +253,16 @@ def bench_size(
         curves: dict[str, list[list[dict[str, float]]]] = {k: [] for k in fits}
         models: dict[str, Any] = {}
         probe = partial(ndcg, split=split, users=valid_users, part="valid")
-        for _ in range(repeats):
+        for _ in range(repeats):  # timed fits are never probed: a probe evicts the caches
             for toolkit, fit in fits.items():
                 models.pop(toolkit, None)  # its last fit is not resident in this one's peak
-                models[toolkit], clock = fit(probe if kind == "bpr" else None)
+                models[toolkit], clock = fit(None)
                 runs[toolkit].append(epoch_measure(clock))
-                if kind == "bpr":  # only BPR fits are probed per epoch
-                    curves[toolkit].append(clock.curve())
             print(name, kind, {k: asdict(v[-1]) for k, v in runs.items()}, flush=True)
+        for toolkit, fit in fits.items() if kind == "bpr" else ():  # then one probed fit each
+            models.pop(toolkit, None)
+            models[toolkit], clock = fit(probe)
+            curves[toolkit].append(clock.curve())
         ours, theirs = models["tastemaker"], models["implicit"]
         result["steps"][kind] = {
             "runs": {k: [asdict(m) for m in v] for k, v in runs.items()},

@@ -148,7 +148,8 @@ def _curve_section(rows: list[list[str]], meta: dict[str, Any]) -> list[str]:
     return [
         "", "## BPR: accuracy against training time", "",
         markdown_table(header, rows), "",
-        "Each fit's time counts from the call to `fit` (setup included: tastemaker builds "
+        "One fit per toolkit after the timed ones (a probe between epochs would disturb "
+        "their timing); its time counts from the call to `fit` (setup included: tastemaker builds "
         "its training matrix and negative sampler from the interactions, implicit gets a "
         "ready CSR matrix) to the end of each epoch; validation NDCG@10 (train masked) on "
         f"a seeded sample of {meta.get('valid_users', '?'):,} validation users is taken "
